@@ -1,0 +1,128 @@
+# skyrelay — one non-recursive GNU make.
+#   make            build build/skyrelay and the test tools
+#   make run        install missing packages, build, run the demo (scripts/run-demo.sh)
+#   make test       install missing packages, build, run unit (ASan/UBSan) + integration tests
+#   make bench      data-path benchmark (scripts/bench.sh), prints msg/s, CPU us/msg, peak RSS
+# V=1 shows the commands.
+
+CC      ?= gcc
+BUILD   := build
+PKGS    := grpc gpr libprotobuf-c libuv yaml-0.1
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+# pkg-config is evaluated lazily (and once) so that `make run` / `make test` on a
+# machine without the -dev packages can install them before anything is compiled.
+PKG_CFLAGS = $(eval PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
+CMOCKA_LIBS = $(eval CMOCKA_LIBS := $(shell pkg-config --libs cmocka))$(CMOCKA_LIBS)
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wno-unused-parameter
+OPT     ?= -O2 -g
+CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -DSR_VERSION=\"$(VERSION)\" -Iinclude -I$(BUILD)/proto $(PKG_CFLAGS) -MMD -MP
+CFLAGS  = $(OPT) $(WARN) $(CFLAGS_COMMON)
+LDLIBS  = $(PKG_LIBS) -lpthread -lm
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+PROTOS      := $(wildcard proto/*.proto)
+PROTO_C     := $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTOS))
+PROTO_H     := $(PROTO_C:.c=.h)
+PROTO_OBJ   := $(PROTO_C:.c=.o)
+
+LIB_SRC     := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
+LIB_OBJ     := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+LIB_OBJ_SAN := $(patsubst %.c,$(BUILD)/san/%.o,$(LIB_SRC))
+PROTO_OBJ_SAN := $(patsubst $(BUILD)/proto/%.o,$(BUILD)/san/proto/%.o,$(PROTO_OBJ))
+
+TOOL_SRC    := $(wildcard test/tools/*.c)
+TOOL_BIN    := $(patsubst test/tools/%.c,$(BUILD)/%,$(TOOL_SRC))
+TOOL_COMMON := $(wildcard test/tools/common/*.c)
+TOOL_COMMON_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_COMMON))
+
+UNIT_SRC    := $(wildcard test/unit/test_*.c)
+UNIT_BIN    := $(patsubst test/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
+
+.PHONY: all tools deps run test unit integration bench clean format
+.DEFAULT_GOAL := all
+
+all: $(BUILD)/skyrelay tools
+
+tools: $(TOOL_BIN)
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/run-demo.sh
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all unit-bins
+	$(Q)$(MAKE) --no-print-directory unit integration
+
+unit-bins: $(UNIT_BIN)
+
+unit: $(UNIT_BIN)
+	$(Q)scripts/run-unit.sh $(UNIT_BIN)
+
+integration: $(BUILD)/skyrelay tools
+	$(Q)scripts/run-integration.sh
+
+bench: $(BUILD)/skyrelay tools
+	$(Q)scripts/bench.sh
+
+# ---- generated protobuf-c code (tools, tests and self-telemetry only) ----
+$(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(dir $@)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=proto --c_out=$(BUILD)/proto $<
+
+# generated code is not ours: compile it without -Werror
+$(BUILD)/proto/%.pb-c.o: $(BUILD)/proto/%.pb-c.c $(PROTO_H)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(OPT) $(CFLAGS_COMMON) -c $< -o $@
+$(BUILD)/san/proto/%.pb-c.o: $(BUILD)/proto/%.pb-c.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(OPT) $(SAN) $(CFLAGS_COMMON) -c $< -o $@
+
+$(BUILD)/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/san/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC/SAN  $<"
+	$(Q)$(CC) $(CFLAGS) $(SAN) -c $< -o $@
+
+$(BUILD)/libskyrelay.a: $(LIB_OBJ) $(PROTO_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libskyrelay-san.a: $(LIB_OBJ_SAN) $(PROTO_OBJ_SAN)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/skyrelay: $(BUILD)/src/main.o $(BUILD)/libskyrelay.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(OPT) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%: $(BUILD)/test/tools/%.o $(TOOL_COMMON_OBJ) $(BUILD)/libskyrelay.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(OPT) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit/%: $(BUILD)/san/test/unit/%.o $(BUILD)/libskyrelay-san.a
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(OPT) $(SAN) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
+
+clean:
+	rm -rf $(BUILD)
+
+format:
+	clang-format -i $$(find src include test -name '*.[ch]')
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,119 @@
+/* Configuration: config/skyrelay.yaml loaded with libyaml into a node tree,
+ * then bound to struct sr_config through a table of keys.
+ *
+ * Scalars may contain ${ENV_NAME:default} placeholders (Satellite syntax),
+ * substituted before the value is parsed. Durations accept "250ms", "5s",
+ * "2m", "1h" or a bare integer in milliseconds; sizes accept "512", "64KiB",
+ * "50MiB", "1GiB", "64KB", "64MB" (KB/MB = 1000-based, KiB/MiB = 1024-based).
+ * Errors are reported as "file:line:col: key.path: reason", all of them, and
+ * the load fails as a whole (never a half-valid config). */
+#ifndef SKYRELAY_CONFIG_H
+#define SKYRELAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* The async batched pipes. One queue, sender and routing policy each. */
+enum sr_pipe_id {
+    SR_PIPE_SEGMENT = 0, /* TraceSegmentReportService/collect + /collectInSync */
+    SR_PIPE_LOG,         /* LogReportService/collect */
+    SR_PIPE_METER,       /* MeterReportService/collect + /collectBatch */
+    SR_PIPE_ALS,         /* envoy AccessLogService v2 + v3 StreamAccessLogs */
+    SR_PIPE_COUNT
+};
+
+/* pipes.segment.upstream_method */
+enum sr_segment_mode { SR_SEGMENT_COLLECT = 0, SR_SEGMENT_COLLECT_IN_SYNC };
+/* pipes.als.upstream_method */
+enum sr_als_mode { SR_ALS_PER_IDENTIFIER = 0, SR_ALS_SATELLITE };
+
+struct sr_queue_config {
+    uint32_t max_events;  /* whole pipe; split evenly over the worker partitions */
+    uint64_t max_bytes;   /* whole pipe; split evenly over the worker partitions */
+    uint32_t full_wait_ms; /* how long a receiver waits for room before RESOURCE_EXHAUSTED */
+};
+
+struct sr_sender_config {
+    uint32_t max_batch_events; /* flush when a batch holds this many events */
+    uint64_t max_batch_bytes;  /* ... or this many bytes */
+    uint32_t linger_ms;        /* ... or when its oldest event is this old */
+    uint32_t max_inflight;     /* upstream batches in flight per worker partition */
+};
+
+struct sr_pipe_config {
+    bool enabled;
+    int mode; /* enum sr_segment_mode for SR_PIPE_SEGMENT, enum sr_als_mode for SR_PIPE_ALS, else 0 */
+    struct sr_queue_config queue;
+    struct sr_sender_config sender;
+};
+
+struct sr_node_config {
+    char *address; /* "host:port" as given to grpc_channel_create (owned) */
+    uint32_t weight; /* from "host:port#weight"; 1 when absent */
+};
+
+struct sr_config {
+    char *path; /* owned copy of the file name */
+
+    struct {
+        char *address;           /* listen address, "0.0.0.0:11800" */
+        uint32_t workers;        /* 0 = number of online CPUs */
+        uint64_t max_receive_message_size;
+        uint32_t max_concurrent_streams;
+        uint32_t keepalive_time_ms;
+        uint32_t keepalive_timeout_ms;
+    } server;
+
+    struct {
+        struct sr_node_config *nodes; /* owned array */
+        size_t n_nodes;
+        uint32_t call_timeout_ms;    /* deadline of one upstream batch call */
+        uint32_t backoff_initial_ms; /* a failed node is skipped this long, doubling ... */
+        uint32_t backoff_max_ms;     /* ... up to this */
+        uint32_t retry_max_ms;       /* a batch is retried on other nodes this long, then dropped */
+        uint64_t max_receive_message_size;
+    } upstream;
+
+    struct sr_pipe_config pipes[SR_PIPE_COUNT];
+
+    struct {
+        int level; /* enum sr_log_level */
+    } log;
+
+    struct {
+        uint32_t grace_period_ms; /* SIGTERM: drain queues upstream for at most this long */
+    } shutdown;
+};
+
+/* Fills *cfg with the built-in defaults (the same values config/skyrelay.yaml documents).
+ * Never fails and allocates nothing: server.address and upstream.nodes point at static
+ * storage (read-only) until a load replaces them. sr_config_deinit is safe on the result. */
+void sr_config_defaults(struct sr_config *cfg);
+
+/* Loads and validates `path` into *cfg (which it first fills with defaults; *cfg is
+ * treated as uninitialized, so deinit a previously loaded one first or load into a new one).
+ * Every error is written to `err` (may be NULL) as "file:line:col: key: reason\n".
+ * Returns 0, or -1 when the file cannot be read or any error was found; on
+ * error *cfg holds only defaults (and must still be passed to sr_config_deinit). */
+int sr_config_load(struct sr_config *cfg, const char *path, FILE *err);
+
+/* Same as sr_config_load on an in-memory document; `name` is used in messages. */
+int sr_config_load_string(struct sr_config *cfg, const char *name, const char *text, size_t len,
+                          FILE *err);
+
+/* Parses a comma-separated "host:port[#weight]" list into nodes (appends; *nodes must be
+ * NULL or a heap array from an earlier call, owned by the caller: free each address and
+ * the array). All or nothing: on error nothing is appended. An empty list is an error.
+ * Returns 0 or -1 with a reason in *why (static string). */
+int sr_config_parse_nodes(const char *list, struct sr_node_config **nodes, size_t *n_nodes,
+                          const char **why);
+
+/* Frees what sr_config_load allocated and zeroes *cfg (calling it twice is harmless). */
+void sr_config_deinit(struct sr_config *cfg);
+
+/* Name of a pipe as used in YAML and metrics ("segment", "log", "meter", "als"). */
+const char *sr_pipe_name(enum sr_pipe_id id);
+
+#endif

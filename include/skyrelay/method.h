@@ -1,0 +1,52 @@
+/* The method table: one entry per gRPC method path skyrelay serves, saying
+ * which pipe it feeds and how a message becomes events. Both the packaged
+ * ("/skywalking.v3.X/y") and the package-less ("/X/y", old agents) names are
+ * listed. Read-only, any thread. */
+#ifndef SKYRELAY_METHOD_H
+#define SKYRELAY_METHOD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "skyrelay/config.h"
+#include "skyrelay/context.h"
+
+enum sr_recv_kind {
+    SR_RK_MESSAGE = 0,        /* each message is one event (stream context applied if ctx) */
+    SR_RK_SEGMENT_COLLECTION, /* SegmentCollection: each segment (field 1) becomes one event */
+    SR_RK_METER_COLLECTION,   /* MeterDataCollection: one event keyed by its identity */
+};
+
+struct sr_method {
+    const char *path;
+    enum sr_pipe_id pipe;
+    enum sr_recv_kind kind;
+    const struct sr_ctx_spec *ctx; /* NULL: no stream context */
+};
+
+/* Looks a method path up. Returns NULL when skyrelay does not serve it. */
+const struct sr_method *sr_method_find(const char *path, size_t len);
+
+/* The whole table (for docs and tests). */
+extern const struct sr_method sr_methods[];
+extern const size_t sr_methods_count;
+
+/* How a pipe's batch is sent upstream. */
+enum sr_plan_unit {
+    SR_UNIT_EVENT = 0, /* one upstream message per event */
+    SR_UNIT_GROUP,     /* one upstream message per key group, events wrapped as field 1 */
+    SR_UNIT_CALL,      /* one upstream message per call, events wrapped as field 1 */
+};
+
+struct sr_plan {
+    const char *method;   /* upstream method path */
+    enum sr_plan_unit unit;
+    uint8_t group_by_key; /* group the batch's events by key */
+    uint8_t call_per_group; /* one upstream call per key group */
+    uint8_t unary;        /* upstream method is unary (one message, then close) */
+};
+
+/* The plan for a pipe under its configured mode. */
+const struct sr_plan *sr_plan_for(enum sr_pipe_id pipe, int mode);
+
+#endif

@@ -1,0 +1,50 @@
+/* Counters. Each worker owns one struct sr_worker_counters and is its only
+ * writer: an increment is a relaxed load + store (no locked instruction on the
+ * data path). Readers on other threads (stats log, /metrics) sum the workers'
+ * counters with relaxed loads. */
+#ifndef SKYRELAY_METRICS_H
+#define SKYRELAY_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "skyrelay/config.h"
+
+enum sr_drop_reason {
+    SR_DROP_RETRY_EXHAUSTED = 0, /* retried on other nodes for upstream.retry_max, gave up */
+    SR_DROP_UPSTREAM_REJECTED,   /* upstream answered a non-retryable status */
+    SR_DROP_SHUTDOWN,            /* still queued when the shutdown grace period ended */
+    SR_DROP_COUNT
+};
+
+struct sr_pipe_counters {
+    _Atomic uint64_t recv_events;     /* events accepted into the queue */
+    _Atomic uint64_t recv_bytes;
+    _Atomic uint64_t rejected_events; /* messages refused because the queue stayed full */
+    _Atomic uint64_t refused_calls;   /* calls failed with RESOURCE_EXHAUSTED (queue full) */
+    _Atomic uint64_t invalid_calls;   /* calls failed with INVALID_ARGUMENT (malformed message) */
+    _Atomic uint64_t broken_calls;    /* downstream calls cancelled or broken by the client/transport */
+    _Atomic uint64_t ok_calls;        /* downstream calls answered OK */
+    _Atomic uint64_t paused;          /* times a stream was paused on a full queue */
+    _Atomic uint64_t sent_events;     /* events delivered (upstream call OK) */
+    _Atomic uint64_t sent_batches;
+    _Atomic uint64_t upstream_calls;  /* upstream calls started */
+    _Atomic uint64_t upstream_failed; /* upstream calls that did not end OK */
+    _Atomic uint64_t retried_batches;
+    _Atomic uint64_t retried_events;
+    _Atomic uint64_t dropped_events[SR_DROP_COUNT];
+};
+
+struct sr_worker_counters {
+    struct sr_pipe_counters pipe[SR_PIPE_COUNT];
+    _Atomic uint64_t unknown_method_calls;
+};
+
+#define SR_CNT_ADD(c, v)                                                                           \
+    atomic_store_explicit(&(c), atomic_load_explicit(&(c), memory_order_relaxed) + (v),            \
+                          memory_order_relaxed)
+#define SR_CNT_GET(c) atomic_load_explicit(&(c), memory_order_relaxed)
+
+const char *sr_drop_reason_name(enum sr_drop_reason r);
+
+#endif

@@ -1,0 +1,108 @@
+/* Workers: the data path threads.
+ *
+ * Each worker owns one completion queue, keeps its own grpc_server_request_call
+ * pending on it, and owns a partition of every pipe's queue. A message it
+ * receives goes into its own partition; the same worker cuts batches from that
+ * partition and runs the upstream calls on the same completion queue. So
+ * receive, queue, batch and send of a message happen on one thread, without a
+ * lock. The linger deadline is the timeout of the worker's cq_next. While a
+ * partition is full, the worker does not re-arm RECV_MESSAGE on the calls that
+ * feed it (HTTP/2 flow control pushes back on the agent). */
+#ifndef SKYRELAY_WORKER_H
+#define SKYRELAY_WORKER_H
+
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "skyrelay/config.h"
+#include "skyrelay/method.h"
+#include "skyrelay/metrics.h"
+#include "skyrelay/queue.h"
+#include "skyrelay/router.h"
+#include "skyrelay/upstream.h"
+
+struct sr_worker;
+struct sr_tag;
+
+/* Every completion-queue tag is a struct sr_tag embedded in the object it belongs to. */
+typedef void (*sr_tag_fn)(struct sr_worker *w, struct sr_tag *t, bool ok);
+struct sr_tag {
+    sr_tag_fn fn;
+};
+
+struct sr_dcall;
+struct sr_ucall;
+
+/* One pipe as seen by one worker. */
+struct sr_pipe_rt {
+    enum sr_pipe_id id;
+    const struct sr_pipe_config *cfg;
+    const struct sr_plan *plan;
+    grpc_slice method; /* upstream method path, static slice */
+    struct sr_partition part;
+    struct sr_balancer *balancer;
+    struct sr_dcall *wait_head, *wait_tail; /* calls paused on the full partition, FIFO */
+};
+
+struct sr_runtime;
+
+struct sr_worker {
+    uint32_t id;
+    pthread_t thread;
+    grpc_completion_queue *cq;
+    struct sr_runtime *rt;
+    struct sr_pipe_rt pipes[SR_PIPE_COUNT];
+    struct sr_worker_counters ctr;
+    uint32_t live_dcalls;    /* accepted downstream calls not yet freed */
+    uint32_t live_ucalls;    /* upstream calls in flight */
+    uint32_t pending_requests; /* request_call outstanding */
+    struct sr_ucall *ucalls;   /* upstream calls in flight (for cancellation) */
+    uint64_t rng;
+    int64_t now_ms; /* cached at each loop turn */
+    bool drained;   /* reported idle to the main thread */
+    _Atomic int idle;
+};
+
+struct sr_runtime {
+    const struct sr_config *cfg;
+    grpc_server *server;
+    struct sr_upstream up;
+    struct sr_worker *workers;
+    uint32_t n_workers;
+    _Atomic int draining;   /* SIGTERM: the server stopped accepting; flush everything */
+    _Atomic int force_stop; /* the grace period ended: give up what is left, counted */
+    _Atomic int stopping;   /* completion queues are being shut down */
+    struct sr_tag shutdown_tag;
+    _Atomic int server_shutdown_done;
+};
+
+/* Monotonic milliseconds on gRPC's GPR_CLOCK_MONOTONIC (so cq deadlines agree). */
+int64_t sr_now_ms(void);
+
+/* Sets up w (its completion queue, registered with rt->server, and partitions).
+ * Call before grpc_server_start. Returns 0 or -1. */
+int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id);
+
+/* Starts the thread (after grpc_server_start). Returns 0 or -1. */
+int sr_worker_start(struct sr_worker *w);
+
+/* Frees what sr_worker_init allocated; the thread must have ended. */
+void sr_worker_deinit(struct sr_worker *w);
+
+/* Sender side (src/sender/sender.c), worker thread only. */
+
+/* Cuts and starts batches that are due, restarts batches whose retry time has
+ * come. Returns the earliest time it needs to run again (INT64_MAX = none). */
+int64_t sr_sender_service(struct sr_worker *w, struct sr_pipe_rt *p, int64_t now_ms);
+
+/* Gives up every batch that is not in flight, counting its events as dropped
+ * with `reason`; cancels in-flight upstream calls (their completions then drop). */
+void sr_sender_abandon(struct sr_worker *w, struct sr_pipe_rt *p, enum sr_drop_reason reason);
+
+/* Called by the sender when a partition made room: resumes paused calls. */
+void sr_worker_room(struct sr_worker *w, struct sr_pipe_rt *p);
+
+#endif

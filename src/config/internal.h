@@ -1,0 +1,66 @@
+/* Scalar parsers shared by the config loader; internal to src/config.
+ *
+ * They work on text that placeholders have already been substituted into,
+ * and know nothing of YAML or key paths: the loader (config.c) turns their
+ * outcome into "file:line:col: key: reason" lines. */
+#ifndef SKYRELAY_CONFIG_INTERNAL_H
+#define SKYRELAY_CONFIG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "skyrelay/config.h"
+
+/* Parse outcomes: 0, SR_CFG_EINVAL (not the expected syntax) or SR_CFG_ERANGE
+ * (well-formed but does not fit in 64 bits). */
+#define SR_CFG_EINVAL (-1)
+#define SR_CFG_ERANGE (-2)
+
+/* true/false, yes/no, on/off (any case). */
+int sr_config_value_bool(const char *s, bool *out);
+
+/* A plain decimal integer: digits only, no sign. */
+int sr_config_value_uint(const char *s, uint64_t *out);
+
+/* Bytes: "512", "512B", "64KB" (1000), "64KiB" (1024), MB/MiB, GB/GiB, TB/TiB. */
+int sr_config_value_size(const char *s, uint64_t *out);
+
+/* Milliseconds: a bare integer is ms; otherwise one or more <integer><unit>
+ * with unit ms, s, m or h ("250ms", "5s", "1m30s"). */
+int sr_config_value_duration(const char *s, uint64_t *out_ms);
+
+/* error|warn|warning|info|debug, plus Satellite's (logrus) trace -> debug and
+ * fatal|panic -> error, any case. Returns the enum sr_log_level or -1. */
+int sr_config_value_log_level(const char *s);
+
+/* Writes v as the largest unit that divides it exactly ("64MiB", "1m", "250ms"). */
+void sr_config_format_size(uint64_t v, char *buf, size_t n);
+void sr_config_format_duration(uint64_t ms, char *buf, size_t n);
+
+/* Result of placeholder substitution. */
+struct sr_config_expanded {
+    char *text;           /* owned, NUL-terminated, surrounding whitespace trimmed */
+    int placeholders;     /* how many ${...} were substituted */
+    const char *env_name; /* borrows the input: first placeholder whose value came from the
+                             environment, NULL if none */
+    size_t env_name_len;
+};
+
+/* Substitutes every ${NAME} / ${NAME:default} in in[0..len). An unset or empty
+ * variable takes the default (empty when there is none); a default may itself
+ * hold placeholders; a value wrapped in double quotes loses them (Satellite).
+ * Returns 0, or -1 with a reason (static string) in *why. */
+int sr_config_expand(const char *in, size_t len, struct sr_config_expanded *out, const char **why);
+
+/* Validates a listen address "host:port", "[v6]:port" or ":port" (port 0..65535)
+ * and returns an owned normalized copy (":port" becomes "0.0.0.0:port") in *out.
+ * Returns 0, -1 with *why, or -ENOMEM. */
+int sr_config_listen_address(const char *s, char **out, const char **why);
+
+/* sr_config_parse_nodes on list[0..len), which also points *bad and *bad_len at the
+ * offending entry on error (bad_len 0 for an empty entry). -ENOMEM when out of memory. */
+int sr_config_nodes_append(const char *list, size_t len, struct sr_node_config **nodes,
+                           size_t *n_nodes, const char **why, const char **bad, size_t *bad_len);
+
+#endif

@@ -1,0 +1,334 @@
+/* skyrelay: arguments, boot order, signals, drain.
+ *
+ * Boot: config -> block signals (gRPC's internal threads inherit the mask)
+ * -> grpc_init -> upstream channels -> server + one completion queue per
+ * worker -> start -> libuv loop on the main thread (signals, timers).
+ * SIGTERM/SIGINT: stop accepting and cancel downstream calls (what was
+ * received is already queued), flush every queue upstream, wait for the acks
+ * up to shutdown.grace_period, count what is left, exit. A second signal
+ * skips the wait. */
+#include <errno.h>
+#include <getopt.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "skyrelay/config.h"
+#include "skyrelay/log.h"
+#include "skyrelay/metrics.h"
+#include "skyrelay/worker.h"
+
+#define DEFAULT_CONFIG "config/skyrelay.yaml"
+
+static struct sr_runtime rt;
+static int64_t drain_deadline;
+static int signals_seen;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: skyrelay [--config FILE] [--check-config] [--version] [--help]\n"
+            "\n"
+            "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+            "      --check-config  load and validate the configuration, then exit\n"
+            "                      (0 = valid; errors as file:line:col: key: reason)\n"
+            "  -v, --version       print the version and exit\n"
+            "  -h, --help          this text\n"
+            "\n"
+            "Signals: SIGTERM/SIGINT drain the queues upstream and exit (a second one\n"
+            "exits at once, counting what was not delivered).\n");
+}
+
+static void on_server_shutdown(struct sr_worker *w, struct sr_tag *t, bool ok)
+{
+    (void)w;
+    (void)t;
+    (void)ok;
+    atomic_store(&rt.server_shutdown_done, 1);
+}
+
+static void sum_pipe(enum sr_pipe_id id, struct sr_pipe_counters *out)
+{
+    memset(out, 0, sizeof(*out));
+#define ADD(f) SR_CNT_ADD(out->f, SR_CNT_GET(rt.workers[i].ctr.pipe[id].f))
+    for (uint32_t i = 0; i < rt.n_workers; i++) {
+        ADD(recv_events);
+        ADD(recv_bytes);
+        ADD(rejected_events);
+        ADD(refused_calls);
+        ADD(invalid_calls);
+        ADD(broken_calls);
+        ADD(ok_calls);
+        ADD(paused);
+        ADD(sent_events);
+        ADD(sent_batches);
+        ADD(upstream_calls);
+        ADD(upstream_failed);
+        ADD(retried_batches);
+        ADD(retried_events);
+        for (int r = 0; r < SR_DROP_COUNT; r++) ADD(dropped_events[r]);
+    }
+#undef ADD
+}
+
+static void log_stats(const char *when)
+{
+    for (int p = 0; p < SR_PIPE_COUNT; p++) {
+        struct sr_pipe_counters c;
+        uint64_t depth = 0;
+        if (!rt.cfg->pipes[p].enabled) continue;
+        sum_pipe((enum sr_pipe_id)p, &c);
+        for (uint32_t i = 0; i < rt.n_workers; i++)
+            depth += atomic_load(&rt.workers[i].pipes[p].part.depth_events);
+        SR_INFO("stats",
+                "%s pipe=%s received=%llu sent=%llu queued=%llu batches=%llu calls_ok=%llu "
+                "rejected=%llu refused_calls=%llu invalid_calls=%llu broken_calls=%llu "
+                "paused=%llu upstream_failed=%llu retried_events=%llu "
+                "dropped_retry_exhausted=%llu dropped_upstream_rejected=%llu dropped_shutdown=%llu",
+                when, sr_pipe_name((enum sr_pipe_id)p), (unsigned long long)c.recv_events,
+                (unsigned long long)c.sent_events, (unsigned long long)depth,
+                (unsigned long long)c.sent_batches, (unsigned long long)c.ok_calls,
+                (unsigned long long)c.rejected_events, (unsigned long long)c.refused_calls,
+                (unsigned long long)c.invalid_calls, (unsigned long long)c.broken_calls,
+                (unsigned long long)c.paused, (unsigned long long)c.upstream_failed,
+                (unsigned long long)c.retried_events,
+                (unsigned long long)c.dropped_events[SR_DROP_RETRY_EXHAUSTED],
+                (unsigned long long)c.dropped_events[SR_DROP_UPSTREAM_REJECTED],
+                (unsigned long long)c.dropped_events[SR_DROP_SHUTDOWN]);
+    }
+    for (size_t i = 0; i < rt.up.n_nodes; i++) {
+        struct sr_node *n = &rt.up.nodes[i];
+        SR_INFO("stats", "%s node=%s sent=%llu batches=%llu failed_calls=%llu up=%d", when,
+                n->address, (unsigned long long)atomic_load(&n->sent_events),
+                (unsigned long long)atomic_load(&n->sent_batches),
+                (unsigned long long)atomic_load(&n->failed_calls),
+                sr_node_is_up(n, sr_now_ms()));
+    }
+}
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    bool all_idle = true;
+    for (uint32_t i = 0; i < rt.n_workers; i++)
+        if (!atomic_load(&rt.workers[i].idle)) all_idle = false;
+    if (all_idle) {
+        uv_stop(t->loop);
+        return;
+    }
+    if (sr_now_ms() >= drain_deadline && !atomic_load(&rt.force_stop)) {
+        SR_ERROR("main", "shutdown grace period (%u ms) over: giving up what is still queued",
+                 rt.cfg->shutdown.grace_period_ms);
+        atomic_store(&rt.force_stop, 1);
+    }
+    if (sr_now_ms() >= drain_deadline + 10000) {
+        SR_ERROR("main", "workers did not stop 10 s after the grace period; exiting");
+        uv_stop(t->loop);
+    }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    static uv_timer_t drain_timer;
+    signals_seen++;
+    if (signals_seen > 1) {
+        SR_WARN("main", "signal %d again: stopping now", signum);
+        drain_deadline = sr_now_ms();
+        return;
+    }
+    SR_INFO("main", "signal %d: draining (stop accepting, flush queues, grace %u ms)", signum,
+            rt.cfg->shutdown.grace_period_ms);
+    atomic_store(&rt.draining, 1);
+    grpc_server_shutdown_and_notify(rt.server, rt.workers[0].cq, &rt.shutdown_tag);
+    grpc_server_cancel_all_calls(rt.server);
+    drain_deadline = sr_now_ms() + rt.cfg->shutdown.grace_period_ms;
+    uv_timer_init(s->loop, &drain_timer);
+    uv_timer_start(&drain_timer, on_drain_tick, 20, 20);
+}
+
+static void on_stats_tick(uv_timer_t *t)
+{
+    (void)t;
+    log_stats("periodic");
+}
+
+static char *listen_address(const char *a)
+{
+    char *out;
+    if (a[0] == ':') { /* Satellite style ":11800": every interface */
+        size_t n = strlen(a) + 8;
+        out = malloc(n);
+        if (out) snprintf(out, n, "[::]%s", a);
+        return out;
+    }
+    return strdup(a);
+}
+
+static int run(const struct sr_config *cfg)
+{
+    grpc_arg args[5];
+    grpc_channel_args chargs = {.num_args = 5, .args = args};
+    grpc_server_credentials *creds;
+    uv_loop_t loop;
+    uv_signal_t sig_term, sig_int;
+    uv_timer_t stats_timer;
+    sigset_t set;
+    char *addr;
+    int port, rc = 1;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+    memset(&rt, 0, sizeof(rt));
+    rt.cfg = cfg;
+    rt.shutdown_tag.fn = on_server_shutdown;
+    rt.n_workers = cfg->server.workers ? cfg->server.workers : (uint32_t)(ncpu > 0 ? ncpu : 1);
+
+    /* gRPC's threads must not take the signals: block them before grpc_init. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    grpc_init();
+    if (sr_upstream_init(&rt.up, cfg) != 0) {
+        SR_ERROR("main", "cannot create upstream channels");
+        goto out_grpc;
+    }
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = cfg->server.max_receive_message_size > INT_MAX
+                                ? INT_MAX
+                                : (int)cfg->server.max_receive_message_size;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS;
+    args[1].value.integer = (int)cfg->server.max_concurrent_streams;
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = (char *)GRPC_ARG_KEEPALIVE_TIME_MS;
+    args[2].value.integer = (int)cfg->server.keepalive_time_ms;
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
+    args[3].value.integer = (int)cfg->server.keepalive_timeout_ms;
+    args[4].type = GRPC_ARG_INTEGER;
+    args[4].key = (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
+    args[4].value.integer = 1;
+    rt.server = grpc_server_create(&chargs, NULL);
+
+    rt.workers = calloc(rt.n_workers, sizeof(*rt.workers));
+    if (!rt.workers) goto out_server;
+    for (uint32_t i = 0; i < rt.n_workers; i++)
+        if (sr_worker_init(&rt.workers[i], &rt, i) != 0) {
+            SR_ERROR("main", "cannot set up worker %u", i);
+            goto out_workers;
+        }
+
+    addr = listen_address(cfg->server.address);
+    creds = grpc_insecure_server_credentials_create();
+    port = addr ? grpc_server_add_http2_port(rt.server, addr, creds) : 0;
+    grpc_server_credentials_release(creds);
+    if (port == 0) {
+        SR_ERROR("main", "cannot listen on %s", cfg->server.address);
+        free(addr);
+        goto out_workers;
+    }
+    grpc_server_start(rt.server);
+    for (uint32_t i = 0; i < rt.n_workers; i++)
+        if (sr_worker_start(&rt.workers[i]) != 0) {
+            SR_ERROR("main", "cannot start worker %u", i);
+            abort(); /* threads already running: no clean way back */
+        }
+    SR_INFO("main", "skyrelay %s listening on %s (port %d), %u workers, %zu upstream nodes",
+            SR_VERSION, addr, port, rt.n_workers, rt.up.n_nodes);
+    free(addr);
+
+    uv_loop_init(&loop);
+    uv_signal_init(&loop, &sig_term);
+    uv_signal_init(&loop, &sig_int);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_timer_init(&loop, &stats_timer);
+    uv_timer_start(&stats_timer, on_stats_tick, 60000, 60000);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    /* Drained (or gave up): tear down in gRPC's order. */
+    atomic_store(&rt.stopping, 1);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&stats_timer, NULL);
+    uv_walk(&loop, (uv_walk_cb)(void (*)(void))uv_close, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+
+    grpc_server_destroy(rt.server);
+    rt.server = NULL;
+    for (uint32_t i = 0; i < rt.n_workers; i++) grpc_completion_queue_shutdown(rt.workers[i].cq);
+    for (uint32_t i = 0; i < rt.n_workers; i++) pthread_join(rt.workers[i].thread, NULL);
+    log_stats("final");
+    rc = 0;
+out_workers:
+    for (uint32_t i = 0; i < rt.n_workers && rt.workers; i++) sr_worker_deinit(&rt.workers[i]);
+    free(rt.workers);
+out_server:
+    if (rt.server) grpc_server_destroy(rt.server);
+    sr_upstream_deinit(&rt.up);
+out_grpc:
+    grpc_shutdown();
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *path = DEFAULT_CONFIG;
+    struct sr_config cfg;
+    bool check = false;
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'k':
+            check = true;
+            break;
+        case 'v':
+            printf("skyrelay %s (grpc core %s)\n", SR_VERSION, grpc_version_string());
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "skyrelay: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (sr_config_load(&cfg, path, stderr) != 0) {
+        fprintf(stderr, "skyrelay: invalid configuration %s\n", path);
+        sr_config_deinit(&cfg);
+        return 1;
+    }
+    if (check) {
+        printf("%s: OK (listen %s, %zu upstream nodes)\n", path, cfg.server.address,
+               cfg.upstream.n_nodes);
+        sr_config_deinit(&cfg);
+        return 0;
+    }
+    sr_log_level = cfg.log.level;
+    rc = run(&cfg);
+    sr_config_deinit(&cfg);
+    return rc;
+}

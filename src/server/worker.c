@@ -1,0 +1,589 @@
+/* Worker threads: the downstream (server) side of the data path and the loop
+ * that drives everything a worker owns.
+ *
+ * A downstream call (struct sr_dcall) lives from its request_call tag to the
+ * moment its last outstanding op completes (`refs`). At most one RECV_MESSAGE
+ * is outstanding; it is re-armed only after the previous message became
+ * events in the worker's partition. When the partition is full the call is
+ * paused: the message is held, the call waits in the pipe's FIFO, and no
+ * RECV_MESSAGE is posted, so the transport stops reading the stream and HTTP/2
+ * flow control pushes back on the agent. When the partition makes room (a batch
+ * acknowledged upstream) the paused calls resume in order; a call paused for
+ * longer than queue.full_wait fails with RESOURCE_EXHAUSTED (counted). */
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/slice_buffer.h>
+#include <grpc/support/time.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "skyrelay/context.h"
+#include "skyrelay/log.h"
+#include "skyrelay/wire.h"
+#include "skyrelay/worker.h"
+
+#define PENDING_REQUESTS 32 /* request_call kept outstanding per worker (grpc-core-notes 4g) */
+#define MAX_WAIT_MS 100     /* housekeeping period of the loop */
+
+struct sr_dcall {
+    struct sr_tag t_new, t_recv, t_send, t_close;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    grpc_byte_buffer *rbuf; /* RECV_MESSAGE target */
+    grpc_byte_buffer *sbuf; /* response message */
+    const struct sr_method *m;
+    struct sr_pipe_rt *pipe;
+    struct sr_stream_ctx ctx;
+    int refs;
+    int cancelled; /* RECV_CLOSE_ON_SERVER result */
+    grpc_status_code status;
+    bool finished; /* status sent, or the call is dead: no further RECV */
+    bool broken_counted;
+    /* paused on a full partition */
+    bool paused;
+    grpc_slice held_body, held_prefix;
+    uint64_t held_key;
+    uint32_t held_items;
+    uint8_t held_flags;
+    size_t held_pos; /* SegmentCollection cursor */
+    int64_t wait_deadline;
+    struct sr_dcall *wait_next;
+};
+
+int64_t sr_now_ms(void)
+{
+    gpr_timespec t = gpr_now(GPR_CLOCK_MONOTONIC);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static gpr_timespec ms_to_deadline(int64_t ms)
+{
+    gpr_timespec t;
+    t.tv_sec = ms / 1000;
+    t.tv_nsec = (int32_t)((ms % 1000) * 1000000);
+    t.clock_type = GPR_CLOCK_MONOTONIC;
+    return t;
+}
+
+static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok);
+static void on_recv(struct sr_worker *w, struct sr_tag *t, bool ok);
+static void on_send(struct sr_worker *w, struct sr_tag *t, bool ok);
+static void on_close(struct sr_worker *w, struct sr_tag *t, bool ok);
+
+#define DCALL_OF(t, member) ((struct sr_dcall *)((char *)(t)-offsetof(struct sr_dcall, member)))
+
+static void arm_request(struct sr_worker *w)
+{
+    struct sr_dcall *dc = calloc(1, sizeof(*dc));
+    grpc_call_error e;
+
+    if (!dc) {
+        SR_LOG_RL(SR_LOG_ERROR, "server", "out of memory arming a call");
+        return;
+    }
+    dc->t_new.fn = on_new;
+    dc->t_recv.fn = on_recv;
+    dc->t_send.fn = on_send;
+    dc->t_close.fn = on_close;
+    dc->held_body = grpc_empty_slice();
+    dc->held_prefix = grpc_empty_slice();
+    grpc_call_details_init(&dc->details);
+    grpc_metadata_array_init(&dc->md);
+    sr_stream_ctx_init(&dc->ctx);
+    e = grpc_server_request_call(w->rt->server, &dc->call, &dc->details, &dc->md, w->cq, w->cq,
+                                 &dc->t_new);
+    if (e != GRPC_CALL_OK) {
+        SR_LOG_RL(SR_LOG_ERROR, "server", "request_call: %s", grpc_call_error_to_string(e));
+        grpc_call_details_destroy(&dc->details);
+        grpc_metadata_array_destroy(&dc->md);
+        free(dc);
+        return;
+    }
+    w->pending_requests++;
+}
+
+static void drop_held(struct sr_dcall *dc)
+{
+    grpc_slice_unref(dc->held_body);
+    grpc_slice_unref(dc->held_prefix);
+    dc->held_body = grpc_empty_slice();
+    dc->held_prefix = grpc_empty_slice();
+    dc->held_items = 0;
+}
+
+static void maybe_free(struct sr_worker *w, struct sr_dcall *dc)
+{
+    if (dc->refs > 0) return;
+    drop_held(dc);
+    if (dc->rbuf) grpc_byte_buffer_destroy(dc->rbuf);
+    if (dc->sbuf) grpc_byte_buffer_destroy(dc->sbuf);
+    if (dc->call) grpc_call_unref(dc->call);
+    grpc_call_details_destroy(&dc->details);
+    grpc_metadata_array_destroy(&dc->md);
+    sr_stream_ctx_deinit(&dc->ctx);
+    free(dc);
+    w->live_dcalls--;
+}
+
+static void start(struct sr_dcall *dc, const grpc_op *ops, size_t n, struct sr_tag *tag)
+{
+    grpc_call_error e = grpc_call_start_batch(dc->call, ops, n, tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        /* Only a programming error gets here; make it loud, keep the process. */
+        SR_LOG_RL(SR_LOG_ERROR, "server", "start_batch: %s", grpc_call_error_to_string(e));
+        return;
+    }
+    dc->refs++;
+}
+
+/* Sends the final status (and, when OK, the method's empty response message:
+ * an empty Commands / StreamAccessLogsResponse encodes as zero bytes). */
+static void finish(struct sr_dcall *dc, grpc_status_code status, const char *msg)
+{
+    grpc_op ops[3];
+    size_t n = 0;
+    grpc_slice details = grpc_slice_from_static_string(msg ? msg : "");
+
+    if (dc->finished) return;
+    dc->finished = true;
+    dc->status = status;
+    memset(ops, 0, sizeof(ops));
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n++;
+    if (status == GRPC_STATUS_OK) {
+        dc->sbuf = grpc_raw_byte_buffer_create(NULL, 0);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = dc->sbuf;
+        n++;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = status;
+    ops[n].data.send_status_from_server.status_details = msg ? &details : NULL;
+    n++;
+    start(dc, ops, n, &dc->t_send);
+}
+
+static void arm_recv(struct sr_dcall *dc)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &dc->rbuf;
+    start(dc, &op, 1, &dc->t_recv);
+}
+
+/* Takes the received buffer and returns its bytes as one slice: a ref to the
+ * buffer's own slice when it has exactly one (the common case, no copy), a
+ * contiguous copy otherwise. */
+static grpc_slice take_body(grpc_byte_buffer *bb)
+{
+    grpc_slice s;
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+        bb->data.raw.slice_buffer.count == 1) {
+        s = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+    } else {
+        grpc_byte_buffer_reader r;
+        if (!grpc_byte_buffer_reader_init(&r, bb)) {
+            grpc_byte_buffer_destroy(bb);
+            return grpc_empty_slice();
+        }
+        s = grpc_byte_buffer_reader_readall(&r);
+        grpc_byte_buffer_reader_destroy(&r);
+    }
+    grpc_byte_buffer_destroy(bb);
+    return s;
+}
+
+static void pause_call(struct sr_worker *w, struct sr_dcall *dc)
+{
+    struct sr_pipe_rt *p = dc->pipe;
+    dc->paused = true;
+    dc->wait_deadline = w->now_ms + p->cfg->queue.full_wait_ms;
+    dc->wait_next = NULL;
+    if (p->wait_tail)
+        p->wait_tail->wait_next = dc;
+    else
+        p->wait_head = dc;
+    p->wait_tail = dc;
+    SR_CNT_ADD(w->ctr.pipe[p->id].paused, 1);
+}
+
+static void unlink_waiter(struct sr_pipe_rt *p, struct sr_dcall *dc)
+{
+    struct sr_dcall **pp = &p->wait_head, *prev = NULL;
+    while (*pp && *pp != dc) {
+        prev = *pp;
+        pp = &(*pp)->wait_next;
+    }
+    if (!*pp) return;
+    *pp = dc->wait_next;
+    if (p->wait_tail == dc) p->wait_tail = prev;
+    dc->wait_next = NULL;
+    dc->paused = false;
+}
+
+/* Pushes the held event. Returns true if it went in (held is then empty). */
+static bool push_held(struct sr_worker *w, struct sr_dcall *dc)
+{
+    struct sr_pipe_rt *p = dc->pipe;
+    uint32_t bytes = (uint32_t)(GRPC_SLICE_LENGTH(dc->held_prefix) + GRPC_SLICE_LENGTH(dc->held_body));
+    if (sr_partition_push(&p->part, dc->held_prefix, dc->held_body, dc->held_key, dc->held_items,
+                          dc->held_flags, w->now_ms) != 0)
+        return false;
+    SR_CNT_ADD(w->ctr.pipe[p->id].recv_events, 1);
+    SR_CNT_ADD(w->ctr.pipe[p->id].recv_bytes, bytes);
+    dc->held_prefix = grpc_empty_slice();
+    dc->held_body = grpc_empty_slice();
+    dc->held_items = 0;
+    return true;
+}
+
+/* Pushes the segments of a held SegmentCollection from held_pos on.
+ * Returns true when all went in. */
+static bool push_collection(struct sr_worker *w, struct sr_dcall *dc)
+{
+    struct sr_pipe_rt *p = dc->pipe;
+    const uint8_t *b = GRPC_SLICE_START_PTR(dc->held_body);
+    size_t n = GRPC_SLICE_LENGTH(dc->held_body), pos = dc->held_pos, at;
+    struct sr_pb_field f;
+
+    for (;;) {
+        at = pos;
+        if (sr_pb_next(b, n, &pos, &f) != 1) break; /* validated before: only the end gets here */
+        if (f.number != 1) continue;
+        grpc_slice seg = grpc_slice_sub(dc->held_body, f.val_off, f.val_off + f.val_len);
+        if (sr_partition_push(&p->part, grpc_empty_slice(), seg, 0, 1, 0, w->now_ms) != 0) {
+            grpc_slice_unref(seg);
+            dc->held_pos = at;
+            return false;
+        }
+        SR_CNT_ADD(w->ctr.pipe[p->id].recv_events, 1);
+        SR_CNT_ADD(w->ctr.pipe[p->id].recv_bytes, f.val_len);
+    }
+    drop_held(dc);
+    dc->held_pos = 0;
+    return true;
+}
+
+static bool resume(struct sr_worker *w, struct sr_dcall *dc)
+{
+    if (dc->m->kind == SR_RK_SEGMENT_COLLECTION) return push_collection(w, dc);
+    return push_held(w, dc);
+}
+
+static void invalid(struct sr_worker *w, struct sr_dcall *dc, const char *what)
+{
+    SR_CNT_ADD(w->ctr.pipe[dc->pipe->id].invalid_calls, 1);
+    SR_LOG_RL(SR_LOG_WARN, "receiver", "%s: malformed %s, call failed with INVALID_ARGUMENT",
+              dc->m->path, what);
+    finish(dc, GRPC_STATUS_INVALID_ARGUMENT, "skyrelay: malformed protobuf message");
+}
+
+/* Turns one received message into events. */
+static void process(struct sr_worker *w, struct sr_dcall *dc, grpc_slice body)
+{
+    const uint8_t *b = GRPC_SLICE_START_PTR(body);
+    size_t n = GRPC_SLICE_LENGTH(body);
+    bool in;
+
+    switch (dc->m->kind) {
+    case SR_RK_MESSAGE: {
+        grpc_slice prefix = grpc_empty_slice();
+        uint64_t key = 0;
+        int r = dc->m->ctx ? sr_stream_ctx_apply(dc->m->ctx, &dc->ctx, b, n, &prefix, &key)
+                           : sr_pb_scan(b, n, NULL, 0, NULL);
+        if (r < 0) {
+            grpc_slice_unref(body);
+            invalid(w, dc, "message");
+            return;
+        }
+        dc->held_prefix = prefix;
+        dc->held_body = body;
+        dc->held_key = key;
+        dc->held_items = 1;
+        dc->held_flags = 0;
+        in = push_held(w, dc);
+        break;
+    }
+    case SR_RK_SEGMENT_COLLECTION: {
+        struct sr_pb_field f, seg;
+        size_t pos = 0, spos;
+        int r;
+        /* Validate everything first: a malformed collection is refused whole. */
+        while ((r = sr_pb_next(b, n, &pos, &f)) == 1) {
+            if (f.number != 1) continue;
+            if (f.wire_type != SR_WT_LEN) break;
+            spos = 0;
+            while ((r = sr_pb_next(b + f.val_off, f.val_len, &spos, &seg)) == 1) {
+            }
+            if (r < 0) break;
+        }
+        if (r != 0) {
+            grpc_slice_unref(body);
+            invalid(w, dc, "SegmentCollection");
+            return;
+        }
+        dc->held_body = body;
+        dc->held_pos = 0;
+        in = push_collection(w, dc);
+        break;
+    }
+    case SR_RK_METER_COLLECTION: {
+        uint64_t key;
+        uint32_t items;
+        if (sr_meter_collection_key(b, n, &key, &items) < 0) {
+            grpc_slice_unref(body);
+            invalid(w, dc, "MeterDataCollection");
+            return;
+        }
+        if (items == 0) { /* nothing OAP would read */
+            grpc_slice_unref(body);
+            in = true;
+            break;
+        }
+        dc->held_prefix = grpc_empty_slice();
+        dc->held_body = body;
+        dc->held_key = key;
+        dc->held_items = items;
+        dc->held_flags = SR_EV_FRAGMENT;
+        in = push_held(w, dc);
+        break;
+    }
+    default:
+        grpc_slice_unref(body);
+        in = true;
+    }
+    if (in)
+        arm_recv(dc);
+    else
+        pause_call(w, dc);
+}
+
+static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok)
+{
+    struct sr_dcall *dc = DCALL_OF(t, t_new);
+    grpc_op op;
+
+    w->pending_requests--;
+    if (!ok) { /* server shutting down */
+        grpc_call_details_destroy(&dc->details);
+        grpc_metadata_array_destroy(&dc->md);
+        sr_stream_ctx_deinit(&dc->ctx);
+        free(dc);
+        return;
+    }
+    w->live_dcalls++;
+    if (!atomic_load(&w->rt->draining)) arm_request(w);
+
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &dc->cancelled;
+    start(dc, &op, 1, &dc->t_close);
+
+    dc->m = sr_method_find((const char *)GRPC_SLICE_START_PTR(dc->details.method),
+                           GRPC_SLICE_LENGTH(dc->details.method));
+    if (!dc->m || !w->rt->cfg->pipes[dc->m->pipe].enabled) {
+        SR_CNT_ADD(w->ctr.unknown_method_calls, 1);
+        SR_LOG_RL(SR_LOG_WARN, "server", "%s %.*s: UNIMPLEMENTED",
+                  dc->m ? "disabled pipe for" : "unknown method",
+                  (int)GRPC_SLICE_LENGTH(dc->details.method),
+                  (const char *)GRPC_SLICE_START_PTR(dc->details.method));
+        finish(dc, GRPC_STATUS_UNIMPLEMENTED, "skyrelay: method not served");
+        return;
+    }
+    dc->pipe = &w->pipes[dc->m->pipe];
+    arm_recv(dc);
+}
+
+static void on_recv(struct sr_worker *w, struct sr_tag *t, bool ok)
+{
+    struct sr_dcall *dc = DCALL_OF(t, t_recv);
+    grpc_byte_buffer *bb = dc->rbuf;
+
+    dc->refs--;
+    dc->rbuf = NULL;
+    if (!ok || dc->finished) {
+        if (bb) grpc_byte_buffer_destroy(bb);
+        if (!ok && !dc->finished) {
+            dc->finished = true; /* broken: counted in on_close */
+        }
+        maybe_free(w, dc);
+        return;
+    }
+    if (!bb) { /* half-close: every message of the stream is in the queue */
+        finish(dc, GRPC_STATUS_OK, NULL);
+        return;
+    }
+    process(w, dc, take_body(bb));
+    maybe_free(w, dc);
+}
+
+static void on_send(struct sr_worker *w, struct sr_tag *t, bool ok)
+{
+    struct sr_dcall *dc = DCALL_OF(t, t_send);
+    dc->refs--;
+    if (dc->sbuf) {
+        grpc_byte_buffer_destroy(dc->sbuf);
+        dc->sbuf = NULL;
+    }
+    if (ok && dc->status == GRPC_STATUS_OK && dc->pipe) SR_CNT_ADD(w->ctr.pipe[dc->pipe->id].ok_calls, 1);
+    maybe_free(w, dc);
+}
+
+static void on_close(struct sr_worker *w, struct sr_tag *t, bool ok)
+{
+    struct sr_dcall *dc = DCALL_OF(t, t_close);
+    dc->refs--;
+    if ((dc->cancelled || !ok) && dc->pipe && !dc->broken_counted) {
+        dc->broken_counted = true;
+        SR_CNT_ADD(w->ctr.pipe[dc->pipe->id].broken_calls, 1);
+        if (dc->paused) {
+            /* The held message was never accepted; the client sees its call fail. */
+            SR_CNT_ADD(w->ctr.pipe[dc->pipe->id].rejected_events, dc->held_items ? dc->held_items : 1);
+            unlink_waiter(dc->pipe, dc);
+            drop_held(dc);
+        }
+        dc->finished = true;
+    }
+    maybe_free(w, dc);
+}
+
+void sr_worker_room(struct sr_worker *w, struct sr_pipe_rt *p)
+{
+    while (p->wait_head) {
+        struct sr_dcall *dc = p->wait_head;
+        if (!resume(w, dc)) return;
+        p->wait_head = dc->wait_next;
+        if (!p->wait_head) p->wait_tail = NULL;
+        dc->wait_next = NULL;
+        dc->paused = false;
+        arm_recv(dc);
+    }
+}
+
+/* Fails calls that waited longer than queue.full_wait. Returns the next deadline. */
+static int64_t expire_waiters(struct sr_worker *w, struct sr_pipe_rt *p)
+{
+    while (p->wait_head && p->wait_head->wait_deadline <= w->now_ms) {
+        struct sr_dcall *dc = p->wait_head;
+        unlink_waiter(p, dc);
+        SR_CNT_ADD(w->ctr.pipe[p->id].rejected_events, dc->held_items ? dc->held_items : 1);
+        SR_CNT_ADD(w->ctr.pipe[p->id].refused_calls, 1);
+        SR_LOG_RL(SR_LOG_WARN, "queue",
+                  "pipe %s: queue full for %u ms, call failed with RESOURCE_EXHAUSTED",
+                  sr_pipe_name(p->id), p->cfg->queue.full_wait_ms);
+        drop_held(dc);
+        finish(dc, GRPC_STATUS_RESOURCE_EXHAUSTED, "skyrelay: queue full");
+    }
+    return p->wait_head ? p->wait_head->wait_deadline : INT64_MAX;
+}
+
+static bool partitions_empty(struct sr_worker *w)
+{
+    for (int i = 0; i < SR_PIPE_COUNT; i++)
+        if (w->pipes[i].part.tail != w->pipes[i].part.head) return false;
+    return true;
+}
+
+static void *worker_main(void *arg)
+{
+    struct sr_worker *w = arg;
+    bool abandoned = false;
+
+    for (int i = 0; i < PENDING_REQUESTS; i++) arm_request(w);
+    for (;;) {
+        int64_t wake = INT64_MAX, t;
+        grpc_event ev;
+
+        w->now_ms = sr_now_ms();
+        if (atomic_load_explicit(&w->rt->force_stop, memory_order_relaxed) && !abandoned) {
+            abandoned = true;
+            for (int i = 0; i < SR_PIPE_COUNT; i++)
+                sr_sender_abandon(w, &w->pipes[i], SR_DROP_SHUTDOWN);
+        }
+        for (int i = 0; i < SR_PIPE_COUNT; i++) {
+            struct sr_pipe_rt *p = &w->pipes[i];
+            if (!p->cfg->enabled) continue;
+            t = expire_waiters(w, p);
+            if (t < wake) wake = t;
+            if (!abandoned) {
+                t = sr_sender_service(w, p, w->now_ms);
+                if (t < wake) wake = t;
+            }
+        }
+        if (!w->drained && atomic_load_explicit(&w->rt->draining, memory_order_relaxed) &&
+            atomic_load_explicit(&w->rt->server_shutdown_done, memory_order_relaxed) &&
+            w->live_dcalls == 0 && w->pending_requests == 0 && w->live_ucalls == 0 &&
+            (abandoned || partitions_empty(w))) {
+            w->drained = true;
+            atomic_store(&w->idle, 1);
+        }
+        if (wake > w->now_ms + MAX_WAIT_MS) wake = w->now_ms + MAX_WAIT_MS;
+        ev = grpc_completion_queue_next(w->cq, ms_to_deadline(wake), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+        if (ev.type == GRPC_OP_COMPLETE) {
+            struct sr_tag *tag = ev.tag;
+            w->now_ms = sr_now_ms();
+            tag->fn(w, tag, ev.success != 0);
+        }
+    }
+    /* Whatever is still queued was not delivered: count it, never hide it. */
+    for (int i = 0; i < SR_PIPE_COUNT; i++) {
+        struct sr_partition *part = &w->pipes[i].part;
+        uint64_t left = part->tail - part->head;
+        if (left) {
+            SR_CNT_ADD(w->ctr.pipe[i].dropped_events[SR_DROP_SHUTDOWN], left);
+            SR_ERROR("worker", "worker %u pipe %s: %llu events undelivered at shutdown", w->id,
+                     sr_pipe_name(i), (unsigned long long)left);
+        }
+    }
+    return NULL;
+}
+
+int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
+{
+    const struct sr_config *cfg = rt->cfg;
+    uint32_t nw = rt->n_workers;
+
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->rt = rt;
+    w->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)(id + 1) * 0xBF58476D1CE4E5B9ULL);
+    w->cq = grpc_completion_queue_create_for_next(NULL);
+    if (!w->cq) return -1;
+    grpc_server_register_completion_queue(rt->server, w->cq, NULL);
+    for (int i = 0; i < SR_PIPE_COUNT; i++) {
+        struct sr_pipe_rt *p = &w->pipes[i];
+        const struct sr_pipe_config *pc = &cfg->pipes[i];
+        p->id = (enum sr_pipe_id)i;
+        p->cfg = pc;
+        p->plan = sr_plan_for(p->id, pc->mode);
+        p->method = grpc_slice_from_static_string(p->plan->method);
+        if (!pc->enabled) continue;
+        /* The pipe's bounds are split evenly over the worker partitions. */
+        if (sr_partition_init(&p->part, (pc->queue.max_events + nw - 1) / nw,
+                              (pc->queue.max_bytes + nw - 1) / nw, pc->sender.max_inflight) != 0)
+            return -1;
+        p->balancer = sr_balancer_round_robin.create(&rt->up);
+        if (!p->balancer) return -1;
+    }
+    return 0;
+}
+
+int sr_worker_start(struct sr_worker *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+void sr_worker_deinit(struct sr_worker *w)
+{
+    for (int i = 0; i < SR_PIPE_COUNT; i++) {
+        struct sr_pipe_rt *p = &w->pipes[i];
+        sr_partition_deinit(&p->part);
+        if (p->balancer) p->balancer->type->destroy(p->balancer);
+        p->balancer = NULL;
+    }
+    if (w->cq) grpc_completion_queue_destroy(w->cq);
+    w->cq = NULL;
+}

@@ -1,0 +1,1143 @@
+/* fake_oap — a fake SkyWalking OAP node for skyrelay's integration tests and benchmark.
+ *
+ * A generic gRPC server on the C core: every worker thread owns one GRPC_CQ_NEXT completion
+ * queue and keeps REQS_PER_WORKER grpc_server_request_call()s armed on it, so any method
+ * path arrives here. Known report methods are read to the end of the client stream, one
+ * RECV_MESSAGE at a time, then answered with an empty message and OK (after --delay-ms, via
+ * a per-worker FIFO of due replies checked with the cq_next timeout: the loop never sleeps).
+ * Other paths get UNIMPLEMENTED.
+ *
+ * Every received item is decoded with protobuf-c and credited the way the OAP receivers do
+ * (see docs/test-tools.md): segments per message; logs with the previous service/instance of
+ * the stream; meters per stream (collect) or per collection (collectBatch) to the LAST
+ * identity seen, dropped without service, instance or timestamp; Envoy ALS entries to the
+ * identifier of the FIRST message of the stream (standard service) or of the latest
+ * message that carried one (satellite service). Ids are deduplicated globally.
+ *
+ * Threads: per-call state is touched only by the worker owning the call's CQ. The crediting
+ * tables are global and guarded by g_lock (test mode only: --count-only skips them). Message
+ * and call counters are per worker, written by their owner only and read by the main
+ * thread, which waits for SIGINT/SIGTERM with sigtimedwait and rewrites the summary file
+ * every 100 ms when it changed.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "common.pb-c.h"
+#include "envoy_als.pb-c.h"
+#include "logging.pb-c.h"
+#include "meter.pb-c.h"
+#include "tracing.pb-c.h"
+
+#include "common/tool_json.h"
+#include "common/tool_map.h"
+#include "common/tool_util.h"
+
+#define MAX_WORKERS 16
+#define MAX_METHODS 128 /* distinct paths counted by name; the rest go to "(other)" */
+#define REQS_PER_WORKER 32
+#define SUMMARY_PERIOD_MS 100
+
+enum kind {
+    K_UNIMPLEMENTED,
+    K_HEALTH,
+    K_SEGMENT,      /* stream SegmentObject */
+    K_SEGMENT_SYNC, /* unary SegmentCollection */
+    K_LOG,          /* stream LogData */
+    K_METER,        /* stream MeterData, one processor per stream */
+    K_METER_BATCH,  /* stream MeterDataCollection, one processor per message */
+    K_ALS,          /* StreamAccessLogs, identifier of the first message */
+    K_ALS_SATELLITE /* StreamAccessLogs, identifier applies from the message carrying it */
+};
+
+static const struct route {
+    const char *path;
+    enum kind kind;
+} routes[] = {
+    {"/skywalking.v3.TraceSegmentReportService/collect", K_SEGMENT},
+    {"/skywalking.v3.TraceSegmentReportService/collectInSync", K_SEGMENT_SYNC},
+    {"/skywalking.v3.LogReportService/collect", K_LOG},
+    {"/skywalking.v3.MeterReportService/collect", K_METER},
+    {"/skywalking.v3.MeterReportService/collectBatch", K_METER_BATCH},
+    {"/TraceSegmentReportService/collect", K_SEGMENT},
+    {"/TraceSegmentReportService/collectInSync", K_SEGMENT_SYNC},
+    {"/LogReportService/collect", K_LOG},
+    {"/MeterReportService/collect", K_METER},
+    {"/MeterReportService/collectBatch", K_METER_BATCH},
+    {"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs", K_ALS},
+    {"/envoy.service.accesslog.v2.AccessLogService/StreamAccessLogs", K_ALS},
+    {"/satellite.envoy.accesslog.v3.SatelliteAccessLogService/StreamAccessLogs", K_ALS_SATELLITE},
+    {"/satellite.envoy.accesslog.v2.SatelliteAccessLogService/StreamAccessLogs", K_ALS_SATELLITE},
+    {"/grpc.health.v1.Health/Check", K_HEALTH},
+};
+
+static struct options {
+    const char *listen;
+    const char *name;
+    const char *summary;
+    const char *port_file;
+    bool count_only;
+    uint64_t fail_after; /* 0 = never */
+    int fail_status;
+    int64_t delay_ms;
+    int max_recv;
+    int threads;
+} opt = {
+    .name = "oap",
+    .fail_status = GRPC_STATUS_UNAVAILABLE,
+    .max_recv = 50 * 1024 * 1024,
+    .threads = 2,
+};
+
+/* ---------------------------------------------------------------- statistics ---------- */
+
+/* Counts of one kind of item. total = unique + duplicates = credited + uncredited. */
+struct item_stats {
+    uint64_t total, unique, duplicates, uncredited;
+    struct tool_set seen;
+    struct tool_map by_service; /* segments only */
+    struct tool_map by_key;     /* "svc|inst" or the Envoy node id */
+};
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    uint64_t calls_failed, calls_cancelled, decode_errors, rejected_messages;
+    struct tool_map unimplemented;
+    struct item_stats seg, log, met, als;
+} g_st; /* guarded by g_lock */
+
+static char *g_method_names[MAX_METHODS]; /* append-only, guarded by g_lock */
+static int g_nmethods;
+
+static atomic_uint_fast64_t g_accepted; /* messages accepted, counted only with --fail-after */
+static atomic_int g_failing;            /* --fail-after reached: fail everything */
+static atomic_int g_stopping;           /* shutdown started */
+
+static grpc_server *g_server;
+static int g_port;
+
+/* ---------------------------------------------------------------- calls and workers --- */
+
+enum tag_type { TAG_REQUEST, TAG_RECV, TAG_SEND, TAG_CLOSE, TAG_SHUTDOWN };
+
+struct tag {
+    enum tag_type type;
+};
+
+struct worker;
+
+struct request {
+    struct tag tag;
+    struct worker *w;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    bool armed;
+};
+
+struct call {
+    struct tag t_recv, t_send, t_close;
+    struct worker *w;
+    grpc_call *call;
+    enum kind kind;
+    int method;
+    int pending;           /* batches in flight + a queued delayed reply */
+    bool recv_done;        /* no more RECV_MESSAGE will be started */
+    bool status_sent;      /* the final status batch was started */
+    bool finalized;        /* end-of-stream crediting done (meters) */
+    int cancelled;         /* RECV_CLOSE_ON_SERVER result */
+    grpc_byte_buffer *recv_buf;
+    grpc_byte_buffer *send_buf;
+    grpc_slice status_details;
+    int64_t due_ms;
+    struct call *timer_next;
+    struct call *prev, *next; /* the worker's active list */
+
+    /* protocol state of the stream */
+    char *svc, *inst;       /* logs: previous non-empty; meters: last non-empty */
+    bool have_ts;           /* meters: a timestamp > 0 was seen */
+    uint64_t *ids;          /* meters: id hashes read so far (0 = no id) */
+    size_t nids, capids;
+    bool als_first_seen;    /* ALS: the first message was read */
+    bool als_identified;
+    char *als_id;
+};
+
+struct worker {
+    int idx;
+    pthread_t thread;
+    grpc_completion_queue *cq;
+    struct request reqs[REQS_PER_WORKER];
+    struct call *active;
+    struct call *timer_head, *timer_tail;
+    bool failed_all;
+    /* written by the owner only, read by the summary writer */
+    atomic_uint_fast64_t msgs[MAX_METHODS];
+    atomic_uint_fast64_t calls[MAX_METHODS];
+};
+
+static struct worker g_workers[MAX_WORKERS];
+static struct tag g_shutdown_tag = {TAG_SHUTDOWN};
+static pthread_mutex_t g_shutdown_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_shutdown_cv = PTHREAD_COND_INITIALIZER;
+static bool g_shutdown_done;
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (!p) {
+        fprintf(stderr, "fake_oap: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static void bump(atomic_uint_fast64_t *c)
+{
+    /* single writer: a relaxed load + store, no locked instruction */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static enum kind route_of(grpc_slice method)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (grpc_slice_str_cmp(method, routes[i].path) == 0)
+            return routes[i].kind;
+    return K_UNIMPLEMENTED;
+}
+
+/* Index of the method's counters; called once per call. */
+static int method_index(const char *path, size_t len)
+{
+    pthread_mutex_lock(&g_lock);
+    int i;
+    for (i = 0; i < g_nmethods; i++)
+        if (strlen(g_method_names[i]) == len && memcmp(g_method_names[i], path, len) == 0)
+            goto out;
+    if (g_nmethods >= MAX_METHODS - 1) {
+        path = "(other)";
+        len = strlen(path);
+        for (i = 0; i < g_nmethods; i++)
+            if (strcmp(g_method_names[i], path) == 0)
+                goto out;
+    }
+    g_method_names[i] = xcalloc(1, len + 1);
+    memcpy(g_method_names[i], path, len);
+    g_nmethods++;
+out:
+    pthread_mutex_unlock(&g_lock);
+    return i;
+}
+
+static void set_str(char **dst, const char *src)
+{
+    if (*dst && strcmp(*dst, src) == 0)
+        return;
+    free(*dst);
+    *dst = strdup(src);
+    if (!*dst)
+        abort();
+}
+
+static bool nonempty(const char *s)
+{
+    return s && *s;
+}
+
+/* ---------------------------------------------------------------- crediting ----------- */
+
+/* Counts one item: total and dedup. Caller holds g_lock. */
+static void count_item(struct item_stats *st, const char *id, size_t idlen)
+{
+    st->total++;
+    if (idlen == 0 || tool_set_insert(&st->seen, tool_hash(id, idlen)))
+        st->unique++;
+    else
+        st->duplicates++;
+}
+
+static void count_item_hash(struct item_stats *st, uint64_t h)
+{
+    st->total++;
+    if (h == 0 || tool_set_insert(&st->seen, h))
+        st->unique++;
+    else
+        st->duplicates++;
+}
+
+/* key = svc "|" inst */
+static void credit_instance(struct item_stats *st, const char *svc, const char *inst, uint64_t n)
+{
+    size_t ls = strlen(svc), li = strlen(inst);
+    char stackbuf[256];
+    char *k = ls + li + 2 <= sizeof(stackbuf) ? stackbuf : xcalloc(1, ls + li + 2);
+    memcpy(k, svc, ls);
+    k[ls] = '|';
+    memcpy(k + ls + 1, inst, li);
+    tool_map_add(&st->by_key, k, ls + 1 + li, n);
+    if (k != stackbuf)
+        free(k);
+}
+
+static void credit_segment(const Skywalking__V3__SegmentObject *seg)
+{
+    const char *svc = seg->service ? seg->service : "";
+    const char *inst = seg->serviceinstance ? seg->serviceinstance : "";
+    const char *id = seg->tracesegmentid ? seg->tracesegmentid : "";
+    count_item(&g_st.seg, id, strlen(id));
+    tool_map_add(&g_st.seg.by_service, svc, strlen(svc), 1);
+    credit_instance(&g_st.seg, svc, inst, 1);
+}
+
+static int on_segment(struct call *c, const uint8_t *data, size_t len)
+{
+    (void)c;
+    Skywalking__V3__SegmentObject *seg = skywalking__v3__segment_object__unpack(NULL, len, data);
+    if (!seg)
+        return -1;
+    pthread_mutex_lock(&g_lock);
+    credit_segment(seg);
+    pthread_mutex_unlock(&g_lock);
+    skywalking__v3__segment_object__free_unpacked(seg, NULL);
+    return 0;
+}
+
+static int on_segment_sync(struct call *c, const uint8_t *data, size_t len)
+{
+    (void)c;
+    Skywalking__V3__SegmentCollection *col =
+        skywalking__v3__segment_collection__unpack(NULL, len, data);
+    if (!col)
+        return -1;
+    pthread_mutex_lock(&g_lock);
+    for (size_t i = 0; i < col->n_segments; i++)
+        credit_segment(col->segments[i]);
+    pthread_mutex_unlock(&g_lock);
+    skywalking__v3__segment_collection__free_unpacked(col, NULL);
+    return 0;
+}
+
+static const char *log_id(const Skywalking__V3__LogData *ld)
+{
+    const Skywalking__V3__LogDataBody *b = ld->body;
+    if (!b)
+        return "";
+    switch (b->content_case) {
+    case SKYWALKING__V3__LOG_DATA_BODY__CONTENT_TEXT:
+        return b->text && b->text->text ? b->text->text : "";
+    case SKYWALKING__V3__LOG_DATA_BODY__CONTENT_JSON:
+        return b->json && b->json->json ? b->json->json : "";
+    case SKYWALKING__V3__LOG_DATA_BODY__CONTENT_YAML:
+        return b->yaml && b->yaml->yaml ? b->yaml->yaml : "";
+    default:
+        return "";
+    }
+}
+
+/* A LogData without service/instance takes the previous non-empty ones of the stream. */
+static int on_log(struct call *c, const uint8_t *data, size_t len)
+{
+    Skywalking__V3__LogData *ld = skywalking__v3__log_data__unpack(NULL, len, data);
+    if (!ld)
+        return -1;
+    if (nonempty(ld->service))
+        set_str(&c->svc, ld->service);
+    if (nonempty(ld->serviceinstance))
+        set_str(&c->inst, ld->serviceinstance);
+    const char *id = log_id(ld);
+    pthread_mutex_lock(&g_lock);
+    count_item(&g_st.log, id, strlen(id));
+    if (c->svc)
+        credit_instance(&g_st.log, c->svc, c->inst ? c->inst : "", 1);
+    else
+        g_st.log.uncredited++;
+    pthread_mutex_unlock(&g_lock);
+    skywalking__v3__log_data__free_unpacked(ld, NULL);
+    return 0;
+}
+
+/* One OAP MeterProcessor: read() every MeterData, then process() once. */
+struct meter_proc {
+    char **svc, **inst;
+    bool *have_ts;
+    uint64_t **ids;
+    size_t *nids, *capids;
+};
+
+static void meter_read(struct meter_proc *p, const Skywalking__V3__MeterData *md)
+{
+    const char *name;
+    switch (md->metric_case) {
+    case SKYWALKING__V3__METER_DATA__METRIC_SINGLE_VALUE:
+        name = md->singlevalue && md->singlevalue->name ? md->singlevalue->name : "";
+        break;
+    case SKYWALKING__V3__METER_DATA__METRIC_HISTOGRAM:
+        name = md->histogram && md->histogram->name ? md->histogram->name : "";
+        break;
+    default:
+        return; /* OAP ignores a MeterData without a metric, identity included */
+    }
+    if (*p->nids == *p->capids) {
+        *p->capids = *p->capids ? *p->capids * 2 : 64;
+        uint64_t *n = realloc(*p->ids, *p->capids * sizeof(uint64_t));
+        if (!n)
+            abort();
+        *p->ids = n;
+    }
+    (*p->ids)[(*p->nids)++] = *name ? tool_hash(name, strlen(name)) : 0;
+    if (nonempty(md->service))
+        set_str(p->svc, md->service);
+    if (nonempty(md->serviceinstance))
+        set_str(p->inst, md->serviceinstance);
+    if (md->timestamp > 0)
+        *p->have_ts = true;
+}
+
+static void meter_process(struct meter_proc *p)
+{
+    pthread_mutex_lock(&g_lock);
+    for (size_t i = 0; i < *p->nids; i++)
+        count_item_hash(&g_st.met, (*p->ids)[i]);
+    if (nonempty(*p->svc) && nonempty(*p->inst) && *p->have_ts)
+        credit_instance(&g_st.met, *p->svc, *p->inst, *p->nids);
+    else
+        g_st.met.uncredited += *p->nids;
+    pthread_mutex_unlock(&g_lock);
+    *p->nids = 0;
+}
+
+static struct meter_proc call_meter_proc(struct call *c)
+{
+    return (struct meter_proc){&c->svc, &c->inst, &c->have_ts, &c->ids, &c->nids, &c->capids};
+}
+
+static int on_meter(struct call *c, const uint8_t *data, size_t len)
+{
+    Skywalking__V3__MeterData *md = skywalking__v3__meter_data__unpack(NULL, len, data);
+    if (!md)
+        return -1;
+    struct meter_proc p = call_meter_proc(c);
+    meter_read(&p, md);
+    skywalking__v3__meter_data__free_unpacked(md, NULL);
+    return 0;
+}
+
+static int on_meter_batch(struct call *c, const uint8_t *data, size_t len)
+{
+    (void)c;
+    Skywalking__V3__MeterDataCollection *col =
+        skywalking__v3__meter_data_collection__unpack(NULL, len, data);
+    if (!col)
+        return -1;
+    char *svc = NULL, *inst = NULL;
+    bool have_ts = false;
+    uint64_t *ids = NULL;
+    size_t nids = 0, capids = 0;
+    struct meter_proc p = {&svc, &inst, &have_ts, &ids, &nids, &capids};
+    for (size_t i = 0; i < col->n_meterdata; i++)
+        meter_read(&p, col->meterdata[i]);
+    meter_process(&p);
+    free(svc);
+    free(inst);
+    free(ids);
+    skywalking__v3__meter_data_collection__free_unpacked(col, NULL);
+    return 0;
+}
+
+static int on_als(struct call *c, const uint8_t *data, size_t len)
+{
+    Envoy__Service__Accesslog__V3__StreamAccessLogsMessage *m =
+        envoy__service__accesslog__v3__stream_access_logs_message__unpack(NULL, len, data);
+    if (!m)
+        return -1;
+    bool take = c->kind == K_ALS_SATELLITE ? m->identifier != NULL : !c->als_first_seen;
+    c->als_first_seen = true;
+    if (take && m->identifier) {
+        const Envoy__Config__Core__V3__Node *node = m->identifier->node;
+        set_str(&c->als_id, node && node->id ? node->id : "");
+        c->als_identified = true;
+    }
+    pthread_mutex_lock(&g_lock);
+    uint64_t n = 0;
+    if (m->log_entries_case ==
+            ENVOY__SERVICE__ACCESSLOG__V3__STREAM_ACCESS_LOGS_MESSAGE__LOG_ENTRIES_HTTP_LOGS &&
+        m->http_logs) {
+        for (size_t i = 0; i < m->http_logs->n_log_entry; i++) {
+            const Envoy__Data__Accesslog__V3__HTTPAccessLogEntry *e = m->http_logs->log_entry[i];
+            const char *id = e->request && e->request->request_id ? e->request->request_id : "";
+            count_item(&g_st.als, id, strlen(id));
+            n++;
+        }
+    } else if (m->log_entries_case ==
+                   ENVOY__SERVICE__ACCESSLOG__V3__STREAM_ACCESS_LOGS_MESSAGE__LOG_ENTRIES_TCP_LOGS &&
+               m->tcp_logs) {
+        for (size_t i = 0; i < m->tcp_logs->n_log_entry; i++)
+            count_item(&g_st.als, "", 0);
+        n += m->tcp_logs->n_log_entry;
+    }
+    if (n) {
+        if (c->als_identified)
+            tool_map_add(&g_st.als.by_key, c->als_id, strlen(c->als_id), n);
+        else
+            g_st.als.uncredited += n;
+    }
+    pthread_mutex_unlock(&g_lock);
+    envoy__service__accesslog__v3__stream_access_logs_message__free_unpacked(m, NULL);
+    return 0;
+}
+
+static int decode_and_credit(struct call *c, grpc_byte_buffer *bb)
+{
+    grpc_slice s = tool_bb_flatten(bb);
+    const uint8_t *data = GRPC_SLICE_START_PTR(s);
+    size_t len = GRPC_SLICE_LENGTH(s);
+    int rc = 0;
+    switch (c->kind) {
+    case K_SEGMENT: rc = on_segment(c, data, len); break;
+    case K_SEGMENT_SYNC: rc = on_segment_sync(c, data, len); break;
+    case K_LOG: rc = on_log(c, data, len); break;
+    case K_METER: rc = on_meter(c, data, len); break;
+    case K_METER_BATCH: rc = on_meter_batch(c, data, len); break;
+    case K_ALS:
+    case K_ALS_SATELLITE: rc = on_als(c, data, len); break;
+    default: break;
+    }
+    grpc_slice_unref(s);
+    return rc;
+}
+
+/* End of stream, however it ended: OAP's meter handler process()es what it read, also in
+ * onError. Runs once. */
+static void finalize(struct call *c)
+{
+    if (c->finalized)
+        return;
+    c->finalized = true;
+    if (c->kind == K_METER && !opt.count_only) {
+        struct meter_proc p = call_meter_proc(c);
+        meter_process(&p);
+    }
+}
+
+/* ---------------------------------------------------------------- call flow ----------- */
+
+static void call_free(struct call *c)
+{
+    struct worker *w = c->w;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->active = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->recv_buf)
+        grpc_byte_buffer_destroy(c->recv_buf);
+    if (c->send_buf)
+        grpc_byte_buffer_destroy(c->send_buf);
+    grpc_slice_unref(c->status_details);
+    grpc_call_unref(c->call);
+    free(c->svc);
+    free(c->inst);
+    free(c->ids);
+    free(c->als_id);
+    free(c);
+}
+
+static void maybe_free(struct call *c)
+{
+    if (c->pending == 0)
+        call_free(c);
+}
+
+static void start_batch(struct call *c, const grpc_op *ops, size_t n, struct tag *tag)
+{
+    grpc_call_error err = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+    if (err != GRPC_CALL_OK) {
+        fprintf(stderr, "fake_oap: start_batch: %s\n", grpc_call_error_to_string(err));
+        abort(); /* a programming error: never expected */
+    }
+    c->pending++;
+}
+
+/* Sends initial metadata, an optional message and the final status. */
+static void send_final(struct call *c, grpc_status_code code, const char *details,
+                       const void *payload, size_t plen, bool with_message)
+{
+    grpc_op ops[3];
+    memset(ops, 0, sizeof(ops));
+    size_t n = 0;
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (with_message) {
+        c->send_buf = payload ? tool_bb_copy(payload, plen) : grpc_raw_byte_buffer_create(NULL, 0);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->send_buf;
+    }
+    grpc_slice_unref(c->status_details);
+    c->status_details = grpc_slice_from_copied_string(details ? details : "");
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = code;
+    ops[n++].data.send_status_from_server.status_details = details ? &c->status_details : NULL;
+    c->status_sent = true;
+    c->recv_done = true;
+    start_batch(c, ops, n, &c->t_send);
+}
+
+static void fail_call(struct call *c, grpc_status_code code, const char *details)
+{
+    finalize(c);
+    pthread_mutex_lock(&g_lock);
+    g_st.calls_failed++;
+    pthread_mutex_unlock(&g_lock);
+    send_final(c, code, details, NULL, 0, false);
+}
+
+static void fail_dead(struct call *c)
+{
+    fail_call(c, (grpc_status_code)opt.fail_status, "fake_oap: node failing (--fail-after)");
+}
+
+static void start_recv(struct call *c)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_buf;
+    start_batch(c, &op, 1, &c->t_recv);
+}
+
+static void reply_ok(struct call *c)
+{
+    if (atomic_load(&g_failing)) {
+        fail_dead(c);
+        return;
+    }
+    send_final(c, GRPC_STATUS_OK, NULL, NULL, 0, true);
+}
+
+/* Half-close seen: answer now or queue the reply until due_ms. */
+static void end_of_stream(struct call *c)
+{
+    c->recv_done = true;
+    finalize(c);
+    if (opt.delay_ms <= 0) {
+        reply_ok(c);
+        return;
+    }
+    struct worker *w = c->w;
+    c->due_ms = tool_now_ms() + opt.delay_ms;
+    c->timer_next = NULL;
+    /* every reply waits the same delay, so due times are already in order: a FIFO will do */
+    if (w->timer_tail)
+        w->timer_tail->timer_next = c;
+    else
+        w->timer_head = c;
+    w->timer_tail = c;
+    c->pending++;
+}
+
+static void arm_request(struct worker *w, struct request *r)
+{
+    if (atomic_load(&g_stopping)) {
+        r->armed = false;
+        return;
+    }
+    grpc_call_error err = grpc_server_request_call(g_server, &r->call, &r->details, &r->md,
+                                                   w->cq, w->cq, &r->tag);
+    r->armed = err == GRPC_CALL_OK;
+    if (err != GRPC_CALL_OK)
+        fprintf(stderr, "fake_oap: request_call: %s\n", grpc_call_error_to_string(err));
+}
+
+static void on_new_call(struct worker *w, struct request *r, bool ok)
+{
+    r->armed = false;
+    if (!ok)
+        return; /* server shutting down */
+    grpc_call *gc = r->call;
+    r->call = NULL;
+    enum kind kind = route_of(r->details.method);
+    int method = method_index((const char *)GRPC_SLICE_START_PTR(r->details.method),
+                              GRPC_SLICE_LENGTH(r->details.method));
+    if (kind == K_UNIMPLEMENTED) {
+        pthread_mutex_lock(&g_lock);
+        tool_map_add(&g_st.unimplemented, (const char *)GRPC_SLICE_START_PTR(r->details.method),
+                     GRPC_SLICE_LENGTH(r->details.method), 1);
+        pthread_mutex_unlock(&g_lock);
+    }
+    grpc_call_details_destroy(&r->details);
+    grpc_metadata_array_destroy(&r->md);
+    grpc_call_details_init(&r->details);
+    grpc_metadata_array_init(&r->md);
+    arm_request(w, r);
+
+    struct call *c = xcalloc(1, sizeof(*c));
+    c->t_recv.type = TAG_RECV;
+    c->t_send.type = TAG_SEND;
+    c->t_close.type = TAG_CLOSE;
+    c->w = w;
+    c->call = gc;
+    c->kind = kind;
+    c->method = method;
+    c->status_details = grpc_empty_slice();
+    c->next = w->active;
+    if (w->active)
+        w->active->prev = c;
+    w->active = c;
+    bump(&w->calls[method]);
+
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    start_batch(c, &op, 1, &c->t_close);
+
+    if (kind == K_UNIMPLEMENTED) {
+        fail_call(c, GRPC_STATUS_UNIMPLEMENTED, "fake_oap: method not implemented");
+    } else if (atomic_load(&g_failing)) {
+        fail_dead(c);
+    } else if (kind == K_HEALTH) {
+        static const uint8_t serving[] = {0x08, 0x01}; /* HealthCheckResponse{SERVING} */
+        c->finalized = true;
+        send_final(c, GRPC_STATUS_OK, NULL, serving, sizeof(serving), true);
+    } else {
+        start_recv(c);
+    }
+}
+
+static void on_recv(struct call *c, bool ok)
+{
+    c->pending--;
+    grpc_byte_buffer *bb = c->recv_buf;
+    c->recv_buf = NULL;
+    if (c->status_sent) {
+        /* failed meanwhile (fail-after): nothing more is credited */
+        if (bb) {
+            grpc_byte_buffer_destroy(bb);
+            pthread_mutex_lock(&g_lock);
+            g_st.rejected_messages++;
+            pthread_mutex_unlock(&g_lock);
+        }
+        maybe_free(c);
+        return;
+    }
+    if (!ok) {
+        /* the call broke (client cancel, deadline, transport): credit what was read */
+        c->recv_done = true;
+        finalize(c);
+        grpc_call_cancel(c->call, NULL);
+        maybe_free(c);
+        return;
+    }
+    if (!bb) {
+        end_of_stream(c);
+        maybe_free(c);
+        return;
+    }
+    if (opt.fail_after) {
+        uint64_t n = atomic_fetch_add(&g_accepted, 1) + 1;
+        if (n > opt.fail_after) {
+            atomic_store(&g_failing, 1);
+            grpc_byte_buffer_destroy(bb);
+            pthread_mutex_lock(&g_lock);
+            g_st.rejected_messages++;
+            pthread_mutex_unlock(&g_lock);
+            fail_dead(c);
+            maybe_free(c);
+            return;
+        }
+    }
+    bump(&c->w->msgs[c->method]);
+    int rc = opt.count_only ? 0 : decode_and_credit(c, bb);
+    grpc_byte_buffer_destroy(bb);
+    if (rc < 0) {
+        pthread_mutex_lock(&g_lock);
+        g_st.decode_errors++;
+        pthread_mutex_unlock(&g_lock);
+        fail_call(c, GRPC_STATUS_INVALID_ARGUMENT, "fake_oap: cannot decode message");
+    } else {
+        start_recv(c);
+    }
+    maybe_free(c);
+}
+
+static void on_send(struct call *c)
+{
+    c->pending--;
+    if (c->send_buf) {
+        grpc_byte_buffer_destroy(c->send_buf);
+        c->send_buf = NULL;
+    }
+    maybe_free(c);
+}
+
+static void on_close(struct call *c)
+{
+    c->pending--;
+    if (c->cancelled && !c->status_sent) {
+        pthread_mutex_lock(&g_lock);
+        g_st.calls_cancelled++;
+        pthread_mutex_unlock(&g_lock);
+    }
+    finalize(c);
+    maybe_free(c);
+}
+
+static void fire_timers(struct worker *w)
+{
+    bool stopping = atomic_load(&g_stopping);
+    int64_t now = tool_now_ms();
+    while (w->timer_head && (stopping || w->timer_head->due_ms <= now)) {
+        struct call *c = w->timer_head;
+        w->timer_head = c->timer_next;
+        if (!w->timer_head)
+            w->timer_tail = NULL;
+        c->pending--;
+        if (!c->status_sent)
+            reply_ok(c);
+        maybe_free(c);
+    }
+}
+
+/* --fail-after reached: end every live call of this worker with the failure status. */
+static void fail_all(struct worker *w)
+{
+    w->failed_all = true;
+    struct call *c = w->active;
+    while (c) {
+        struct call *next = c->next;
+        if (!c->status_sent)
+            fail_dead(c);
+        c = next;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    for (;;) {
+        int64_t wait = SUMMARY_PERIOD_MS;
+        if (w->timer_head) {
+            int64_t d = w->timer_head->due_ms - tool_now_ms();
+            wait = d < 0 ? 0 : d < wait ? d : wait;
+        }
+        grpc_event ev = grpc_completion_queue_next(w->cq, tool_deadline_ms(wait), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type == GRPC_OP_COMPLETE) {
+            struct tag *t = ev.tag;
+            switch (t->type) {
+            case TAG_REQUEST:
+                on_new_call(w, (struct request *)t, ev.success);
+                break;
+            case TAG_RECV:
+                on_recv((struct call *)((char *)t - offsetof(struct call, t_recv)), ev.success);
+                break;
+            case TAG_SEND:
+                on_send((struct call *)((char *)t - offsetof(struct call, t_send)));
+                break;
+            case TAG_CLOSE:
+                on_close((struct call *)((char *)t - offsetof(struct call, t_close)));
+                break;
+            case TAG_SHUTDOWN:
+                pthread_mutex_lock(&g_shutdown_mu);
+                g_shutdown_done = true;
+                pthread_cond_signal(&g_shutdown_cv);
+                pthread_mutex_unlock(&g_shutdown_mu);
+                break;
+            }
+        }
+        if (!w->failed_all && atomic_load(&g_failing))
+            fail_all(w);
+        fire_timers(w);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- summary ------------- */
+
+static void item_stats_init(struct item_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    tool_set_init(&st->seen);
+    tool_map_init(&st->by_service);
+    tool_map_init(&st->by_key);
+}
+
+static void item_stats_deinit(struct item_stats *st)
+{
+    tool_set_deinit(&st->seen);
+    tool_map_deinit(&st->by_service);
+    tool_map_deinit(&st->by_key);
+}
+
+static void item_stats_json(struct tool_json *j, const char *name, const struct item_stats *st,
+                            const char *key_name, const char *uncredited_name, bool services)
+{
+    tool_json_obj_open(j, name);
+    tool_json_u64(j, "total", st->total);
+    tool_json_u64(j, "unique", st->unique);
+    tool_json_u64(j, "duplicates", st->duplicates);
+    if (services)
+        tool_map_to_json(&st->by_service, j, "by_service");
+    tool_map_to_json(&st->by_key, j, key_name);
+    if (uncredited_name)
+        tool_json_u64(j, uncredited_name, st->uncredited);
+    tool_json_obj_close(j);
+}
+
+static void method_counts_json(struct tool_json *j, const char *name, bool calls, int nmethods)
+{
+    struct tool_map m;
+    tool_map_init(&m);
+    for (int i = 0; i < nmethods; i++) {
+        uint64_t sum = 0;
+        for (int k = 0; k < opt.threads; k++)
+            sum += atomic_load_explicit(calls ? &g_workers[k].calls[i] : &g_workers[k].msgs[i],
+                                        memory_order_relaxed);
+        if (sum)
+            tool_map_add(&m, g_method_names[i], strlen(g_method_names[i]), sum);
+    }
+    tool_map_to_json(&m, j, name);
+    tool_map_deinit(&m);
+}
+
+static void build_summary(struct tool_json *j)
+{
+    pthread_mutex_lock(&g_lock);
+    tool_json_obj_open(j, NULL);
+    tool_json_str_member(j, "name", opt.name);
+    tool_json_u64(j, "port", (uint64_t)g_port);
+    tool_json_bool(j, "failing", atomic_load(&g_failing));
+    method_counts_json(j, "messages", false, g_nmethods);
+    method_counts_json(j, "calls", true, g_nmethods);
+    tool_json_u64(j, "calls_failed", g_st.calls_failed);
+    tool_json_u64(j, "calls_cancelled", g_st.calls_cancelled);
+    tool_json_u64(j, "decode_errors", g_st.decode_errors);
+    tool_json_u64(j, "rejected_messages", g_st.rejected_messages);
+    tool_map_to_json(&g_st.unimplemented, j, "unimplemented");
+    item_stats_json(j, "segments", &g_st.seg, "by_instance", NULL, true);
+    item_stats_json(j, "logs", &g_st.log, "by_instance", "unattributed", false);
+    item_stats_json(j, "meters", &g_st.met, "by_instance", "dropped", false);
+    item_stats_json(j, "als", &g_st.als, "by_identifier", "unidentified", false);
+    tool_json_obj_close(j);
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* Rewrites the summary file if the text changed since the last write. */
+static void write_summary(char **last, bool print)
+{
+    struct tool_json j;
+    tool_json_init(&j);
+    build_summary(&j);
+    const char *s = tool_json_str(&j);
+    if (opt.summary && (!*last || strcmp(*last, s) != 0)) {
+        if (tool_write_file_atomic(opt.summary, s, j.len) != 0)
+            fprintf(stderr, "fake_oap: cannot write %s: %s\n", opt.summary, strerror(errno));
+        free(*last);
+        *last = strdup(s);
+    }
+    if (print) {
+        printf("%s\n", s);
+        fflush(stdout);
+    }
+    tool_json_deinit(&j);
+}
+
+/* ---------------------------------------------------------------- main ---------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fake_oap --listen HOST:PORT [--name NAME] [--summary FILE] [--port-file FILE]\n"
+            "                [--count-only] [--fail-after N] [--fail-status CODE] [--delay-ms MS]\n"
+            "                [--max-recv-size BYTES] [--threads N]\n"
+            "A fake SkyWalking OAP node: counts and credits what it receives (docs/test-tools.md).\n"
+            "  --listen          address to listen on; port 0 picks a free port, printed as\n"
+            "                    'listening HOST:PORT' on stdout\n"
+            "  --name            name in the summary (default oap)\n"
+            "  --summary         JSON summary, rewritten atomically every 100 ms when it changed\n"
+            "  --port-file       write the chosen port number to this file\n"
+            "  --count-only      do not decode, only count messages per method (benchmark)\n"
+            "  --fail-after N    after N accepted messages, fail every further message and call\n"
+            "  --fail-status     status code used then (default 14 UNAVAILABLE)\n"
+            "  --delay-ms        wait this long before answering a finished stream\n"
+            "  --max-recv-size   max inbound message size (default 52428800 = 50 MiB)\n"
+            "  --threads         worker threads, one completion queue each (default 2)\n");
+}
+
+static int parse_args(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        uint64_t n;
+        if (strcmp(a, "--count-only") == 0) {
+            opt.count_only = true;
+            continue;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (!v) {
+            fprintf(stderr, "fake_oap: %s needs a value\n", a);
+            return -1;
+        }
+        i++;
+        if (strcmp(a, "--listen") == 0)
+            opt.listen = v;
+        else if (strcmp(a, "--name") == 0)
+            opt.name = v;
+        else if (strcmp(a, "--summary") == 0)
+            opt.summary = v;
+        else if (strcmp(a, "--port-file") == 0)
+            opt.port_file = v;
+        else if (strcmp(a, "--fail-after") == 0 && tool_parse_u64(v, 1, UINT64_MAX, &n) == 0)
+            opt.fail_after = n;
+        else if (strcmp(a, "--fail-status") == 0 && tool_parse_u64(v, 1, 16, &n) == 0)
+            opt.fail_status = (int)n;
+        else if (strcmp(a, "--delay-ms") == 0 && tool_parse_u64(v, 0, 3600000, &n) == 0)
+            opt.delay_ms = (int64_t)n;
+        else if (strcmp(a, "--max-recv-size") == 0 && tool_parse_u64(v, 1, INT32_MAX, &n) == 0)
+            opt.max_recv = (int)n;
+        else if (strcmp(a, "--threads") == 0 && tool_parse_u64(v, 1, MAX_WORKERS, &n) == 0)
+            opt.threads = (int)n;
+        else {
+            fprintf(stderr, "fake_oap: bad option or value: %s %s\n", a, v);
+            return -1;
+        }
+    }
+    if (!opt.listen) {
+        fprintf(stderr, "fake_oap: --listen is required\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void write_port_file(void)
+{
+    char buf[16];
+    int n = snprintf(buf, sizeof(buf), "%d", g_port);
+    if (tool_write_file_atomic(opt.port_file, buf, (size_t)n) != 0)
+        fprintf(stderr, "fake_oap: cannot write %s: %s\n", opt.port_file, strerror(errno));
+}
+
+int main(int argc, char **argv)
+{
+    if (parse_args(argc, argv) != 0) {
+        usage(stderr);
+        return 2;
+    }
+    sigset_t sigs;
+    tool_block_signals(&sigs); /* before grpc_init: gRPC's threads inherit the mask */
+
+    item_stats_init(&g_st.seg);
+    item_stats_init(&g_st.log);
+    item_stats_init(&g_st.met);
+    item_stats_init(&g_st.als);
+    tool_map_init(&g_st.unimplemented);
+
+    grpc_init();
+    grpc_arg args[1];
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = opt.max_recv;
+    grpc_channel_args chargs = {1, args};
+    g_server = grpc_server_create(&chargs, NULL);
+    for (int i = 0; i < opt.threads; i++) {
+        g_workers[i].idx = i;
+        g_workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+        grpc_server_register_completion_queue(g_server, g_workers[i].cq, NULL);
+    }
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    g_port = grpc_server_add_http2_port(g_server, opt.listen, creds);
+    grpc_server_credentials_release(creds);
+    int rc = 0;
+    if (g_port == 0) {
+        fprintf(stderr, "fake_oap: cannot listen on %s\n", opt.listen);
+        rc = 1;
+    }
+    grpc_server_start(g_server);
+
+    if (rc == 0) {
+        const char *colon = strrchr(opt.listen, ':');
+        int hostlen = colon ? (int)(colon - opt.listen) : (int)strlen(opt.listen);
+        printf("listening %.*s:%d\n", hostlen, opt.listen, g_port);
+        fflush(stdout);
+        if (opt.port_file)
+            write_port_file();
+        for (int i = 0; i < opt.threads; i++) {
+            struct worker *w = &g_workers[i];
+            for (int k = 0; k < REQS_PER_WORKER; k++) {
+                w->reqs[k].tag.type = TAG_REQUEST;
+                w->reqs[k].w = w;
+                grpc_call_details_init(&w->reqs[k].details);
+                grpc_metadata_array_init(&w->reqs[k].md);
+                arm_request(w, &w->reqs[k]);
+            }
+        }
+    }
+    for (int i = 0; i < opt.threads; i++)
+        pthread_create(&g_workers[i].thread, NULL, worker_main, &g_workers[i]);
+
+    char *last = NULL;
+    if (rc == 0) {
+        struct timespec period = {0, SUMMARY_PERIOD_MS * 1000000L};
+        for (;;) {
+            int sig = sigtimedwait(&sigs, NULL, &period);
+            if (sig == SIGINT || sig == SIGTERM)
+                break;
+            write_summary(&last, false);
+        }
+    }
+
+    /* shutdown order: grpc-core-notes §4(g) */
+    atomic_store(&g_stopping, 1);
+    grpc_server_shutdown_and_notify(g_server, g_workers[0].cq, &g_shutdown_tag);
+    grpc_server_cancel_all_calls(g_server);
+    pthread_mutex_lock(&g_shutdown_mu);
+    while (!g_shutdown_done)
+        pthread_cond_wait(&g_shutdown_cv, &g_shutdown_mu);
+    pthread_mutex_unlock(&g_shutdown_mu);
+    grpc_server_destroy(g_server);
+    for (int i = 0; i < opt.threads; i++)
+        grpc_completion_queue_shutdown(g_workers[i].cq);
+    for (int i = 0; i < opt.threads; i++) {
+        pthread_join(g_workers[i].thread, NULL);
+        grpc_completion_queue_destroy(g_workers[i].cq);
+        for (int k = 0; k < REQS_PER_WORKER; k++) {
+            grpc_call_details_destroy(&g_workers[i].reqs[k].details);
+            grpc_metadata_array_destroy(&g_workers[i].reqs[k].md);
+        }
+    }
+
+    if (rc == 0)
+        write_summary(&last, true);
+    free(last);
+    item_stats_deinit(&g_st.seg);
+    item_stats_deinit(&g_st.log);
+    item_stats_deinit(&g_st.met);
+    item_stats_deinit(&g_st.als);
+    tool_map_deinit(&g_st.unimplemented);
+    for (int i = 0; i < g_nmethods; i++)
+        free(g_method_names[i]);
+    grpc_shutdown();
+    return rc;
+}
