@@ -47,7 +47,8 @@ TOOL_COMMON_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_COMMON))
 UNIT_SRC    := $(wildcard test/unit/test_*.c)
 UNIT_BIN    := $(patsubst test/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all tools deps run test unit integration bench clean format
+.PHONY: all tools deps run test unit integration bench clean format unit-bins
+.SECONDARY: $(PROTO_C) $(PROTO_H)
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/skyrelay tools

@@ -157,13 +157,19 @@ static void on_stats_tick(uv_timer_t *t)
     log_stats("periodic");
 }
 
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
 static char *listen_address(const char *a)
 {
     char *out;
     if (a[0] == ':') { /* Satellite style ":11800": every interface */
         size_t n = strlen(a) + 8;
         out = malloc(n);
-        if (out) snprintf(out, n, "[::]%s", a);
+        if (out) snprintf(out, n, "0.0.0.0%s", a);
         return out;
     }
     return strdup(a);
@@ -257,10 +263,7 @@ static int run(const struct sr_config *cfg)
 
     /* Drained (or gave up): tear down in gRPC's order. */
     atomic_store(&rt.stopping, 1);
-    uv_close((uv_handle_t *)&sig_term, NULL);
-    uv_close((uv_handle_t *)&sig_int, NULL);
-    uv_close((uv_handle_t *)&stats_timer, NULL);
-    uv_walk(&loop, (uv_walk_cb)(void (*)(void))uv_close, NULL);
+    uv_walk(&loop, close_handle, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
 
