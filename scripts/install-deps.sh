@@ -4,7 +4,7 @@
 # install on a fresh machine. Needs root (or sudo) only when something is missing.
 set -e
 PKGS="gcc make pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
-libuv1-dev libyaml-dev libcmocka-dev python3 procps"
+libuv1-dev libyaml-dev libcmocka-dev python3 python3-grpcio procps"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -327,14 +327,14 @@ static void bind_number(struct ctx *c, const struct key *k, const yaml_node_t *v
     if (rc == SR_CFG_EINVAL) {
         const char *e = expected[k->type], *q = strchr(e, 'N');
         report(c, v, path, "invalid %.*s%s%s%s", (int)(q - e), e, x->text, q + 1,
-              env_note(x, false, note, sizeof note));
+               env_note(x, false, note, sizeof note));
         return;
     }
     if (rc == SR_CFG_ERANGE || val < k->min || val > k->max) {
         format_bound(k, k->min, lo, sizeof lo);
         format_bound(k, k->max, hi, sizeof hi);
         report(c, v, path, "must be between %s and %s%s", lo, hi,
-              env_note(x, true, note, sizeof note));
+               env_note(x, true, note, sizeof note));
         return;
     }
     if (k->type == K_SIZE)
@@ -360,7 +360,7 @@ static int add_nodes(struct ctx *c, const yaml_node_t *v, const char *path, bool
     if (sr_config_nodes_append(x.text, strlen(x.text), nodes, n, &why, &bad, &bad_len) != 0) {
         if (bad_len)
             report(c, v, path, "'%.*s': %s%s", (int)bad_len, bad, why,
-                  env_note(&x, false, note, sizeof note));
+                   env_note(&x, false, note, sizeof note));
         else
             report(c, v, path, "%s%s", why, env_note(&x, false, note, sizeof note));
         goto done;
@@ -375,7 +375,7 @@ done:
     return rc;
 }
 
-static bool bind_nodes(struct ctx *c, const yaml_node_t *v, const char *path)
+static void bind_nodes(struct ctx *c, const yaml_node_t *v, const char *path)
 {
     struct sr_node_config *nodes = NULL;
     size_t n = 0;
@@ -392,7 +392,7 @@ static bool bind_nodes(struct ctx *c, const yaml_node_t *v, const char *path)
             snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
             if (item->type != YAML_SCALAR_NODE) {
                 report(c, item, ipath, "must be a \"host:port[#weight]\" string, not a %s",
-                      kind_name(item));
+                       kind_name(item));
                 failed = -1;
             } else if (add_nodes(c, item, ipath, true, &nodes, &n) != 0) {
                 failed = -1;
@@ -400,7 +400,7 @@ static bool bind_nodes(struct ctx *c, const yaml_node_t *v, const char *path)
         }
     } else {
         report(c, v, path, "must be a \"host:port[#weight]\" list: a string or a sequence of "
-                          "strings, not a mapping");
+                           "strings, not a mapping");
         failed = -1;
     }
     if (!failed && n == 0) {
@@ -409,12 +409,11 @@ static bool bind_nodes(struct ctx *c, const yaml_node_t *v, const char *path)
     }
     if (failed) {
         free_nodes(nodes, n);
-        return false;
+        return;
     }
     free_nodes(c->s.cfg.upstream.nodes, c->s.cfg.upstream.n_nodes);
     c->s.cfg.upstream.nodes = nodes;
     c->s.cfg.upstream.n_nodes = n;
-    return true;
 }
 
 /* "a, b or c" */
@@ -423,9 +422,10 @@ static void join_names(const char *const *names, char *buf, size_t n)
     size_t len = 0, count = 0;
     while (names[count]) count++;
     buf[0] = '\0';
-    for (size_t i = 0; i < count && len < n; i++)
-        len += (size_t)snprintf(buf + len, n - len, "%s%s", i == 0 ? "" : i + 1 == count ? " or " : ", ",
-                                names[i]);
+    for (size_t i = 0; i < count && len < n; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == count ? " or " : ", ";
+        len += (size_t)snprintf(buf + len, n - len, "%s%s", sep, names[i]);
+    }
 }
 
 static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char *path)
@@ -439,8 +439,8 @@ static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char
     bool b;
 
     if (k->type == K_NODES) {
-        if (!bind_nodes(c, v, path)) goto done;
-        goto bound;
+        bind_nodes(c, v, path);
+        goto check;
     }
     if (v->type != YAML_SCALAR_NODE) {
         report(c, v, path, "must be a scalar, not a %s", kind_name(v));
@@ -451,8 +451,8 @@ static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char
         goto done;
     }
     if (x.text[0] == '\0') {
-        report(c, v, path, "%s", x.placeholders ? "empty value after substituting ${...}"
-                                               : "missing value");
+        report(c, v, path, "%s",
+               x.placeholders ? "empty value after substituting ${...}" : "missing value");
         goto done;
     }
     env_note(&x, false, note, sizeof note);
@@ -460,7 +460,7 @@ static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char
     case K_BOOL:
         if (sr_config_value_bool(x.text, &b) != 0)
             report(c, v, path, "invalid boolean '%s' (expected true/false, yes/no or on/off)%s",
-                  x.text, note);
+                   x.text, note);
         else
             *(bool *)field = b;
         break;
@@ -488,7 +488,7 @@ static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char
         level = sr_config_value_log_level(x.text);
         if (level < 0)
             report(c, v, path, "unknown log level '%s' (expected error, warn, info or debug)%s",
-                  x.text, note);
+                   x.text, note);
         else
             *(int *)field = level;
         break;
@@ -505,8 +505,8 @@ static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char
     case K_NODES:
         break;
     }
+check:
     if (c->errors != errors) goto done;
-bound:
     c->seen[ki].set = true;
     c->seen[ki].line = v->start_mark.line + 1;
     c->seen[ki].col = v->start_mark.column + 1;
@@ -539,7 +539,7 @@ static void bind_map(struct ctx *c, const yaml_node_t *map, const char *prefix)
         }
         if (first) {
             report(c, k, path, "duplicate key (first at %zu:%zu)", first->start_mark.line + 1,
-                  first->start_mark.column + 1);
+                   first->start_mark.column + 1);
         } else if ((ki = find_key(path)) >= 0) {
             bind_leaf(c, (size_t)ki, v, path);
         } else if (!is_section(path)) {
@@ -574,8 +574,8 @@ static void finish(struct ctx *c)
         sr_config_format_duration(cfg->upstream.backoff_max_ms, a, sizeof a);
         sr_config_format_duration(cfg->upstream.backoff_initial_ms, b, sizeof b);
         report_at(c, c->seen[ki].line, c->seen[ki].col, keys[ki].path,
-                 "upstream.backoff_max (%s) must not be less than upstream.backoff_initial (%s)",
-                 a, b);
+                  "upstream.backoff_max (%s) must not be less than upstream.backoff_initial (%s)",
+                  a, b);
     }
 }
 
@@ -602,8 +602,8 @@ static void syntax_error(struct ctx *c, const yaml_parser_t *p, const char *text
     }
     if (p->context)
         report_at(c, line, col, NULL, "syntax error: %s (%s at %zu:%zu)",
-                 p->problem ? p->problem : "?", p->context, p->context_mark.line + 1,
-                 p->context_mark.column + 1);
+                  p->problem ? p->problem : "?", p->context, p->context_mark.line + 1,
+                  p->context_mark.column + 1);
     else
         report_at(c, line, col, NULL, "syntax error: %s", p->problem ? p->problem : "?");
 }

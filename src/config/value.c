@@ -47,6 +47,7 @@ static int read_uint(const char **p, uint64_t *out)
         if (v > (UINT64_MAX - d) / 10) {
             while (is_digit(*s)) s++;
             *p = s;
+            *out = UINT64_MAX;
             return SR_CFG_ERANGE;
         }
         v = v * 10 + d;
@@ -83,7 +84,7 @@ static const struct unit size_units[] = {
 
 int sr_config_value_size(const char *s, uint64_t *out)
 {
-    uint64_t v;
+    uint64_t v = 0;
     int rc = read_uint(&s, &v);
     if (rc == SR_CFG_EINVAL) return rc;
     while (*s == ' ') s++;
@@ -105,9 +106,8 @@ static const struct unit duration_units[] = {
 
 int sr_config_value_duration(const char *s, uint64_t *out_ms)
 {
-    uint64_t total = 0;
+    uint64_t total = 0, v = 0;
     bool overflow = false;
-    uint64_t v;
     int rc = read_uint(&s, &v);
     if (rc == SR_CFG_EINVAL) return rc;
     if (*s == '\0') { /* bare integer: milliseconds, like Satellite's flush_time */

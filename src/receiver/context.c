@@ -44,16 +44,17 @@ uint64_t sr_ctx_key2(const uint8_t *svc, size_t svc_len, const uint8_t *inst, si
     return h ? h : 1;
 }
 
-/* Value bytes of a remembered encoded field (skip tag and length). */
-static void field_value(grpc_slice f, const uint8_t **v, size_t *n)
+/* Value bytes of a remembered encoded field (skip tag and length). Takes a
+ * pointer: a short slice is inlined, so its bytes live inside the struct. */
+static void field_value(const grpc_slice *f, const uint8_t **v, size_t *n)
 {
     struct sr_pb_field pf;
     size_t pos = 0;
     *v = NULL;
     *n = 0;
-    if (GRPC_SLICE_LENGTH(f) == 0) return;
-    if (sr_pb_next(GRPC_SLICE_START_PTR(f), GRPC_SLICE_LENGTH(f), &pos, &pf) == 1) {
-        *v = GRPC_SLICE_START_PTR(f) + pf.val_off;
+    if (GRPC_SLICE_LENGTH(*f) == 0) return;
+    if (sr_pb_next(GRPC_SLICE_START_PTR(*f), GRPC_SLICE_LENGTH(*f), &pos, &pf) == 1) {
+        *v = GRPC_SLICE_START_PTR(*f) + pf.val_off;
         *n = pf.val_len;
     }
 }
@@ -75,15 +76,15 @@ static void rebuild(const struct sr_ctx_spec *spec, struct sr_stream_ctx *ctx)
     if (spec->n_key == 2) {
         const uint8_t *a, *b;
         size_t na, nb;
-        field_value(ctx->field[0], &a, &na);
-        field_value(ctx->field[1], &b, &nb);
+        field_value(&ctx->field[0], &a, &na);
+        field_value(&ctx->field[1], &b, &nb);
         ctx->key = (na || nb) ? sr_ctx_key2(a, na, b, nb) : 0;
         return;
     }
     for (int i = 0; i < spec->n_key; i++) {
         const uint8_t *v;
         size_t n;
-        field_value(ctx->field[i], &v, &n);
+        field_value(&ctx->field[i], &v, &n);
         if (n) known = 1;
         h = sr_hash64(h, v, n);
         h = sr_hash64(h, "\0", 1);

@@ -21,7 +21,6 @@
  * every 100 ms when it changed.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -98,6 +97,7 @@ static struct options {
     int64_t delay_ms;
     int max_recv;
     int threads;
+    const char *token; /* required "authentication" metadata, as OAP checks it */
 } opt = {
     .name = "oap",
     .fail_status = GRPC_STATUS_UNAVAILABLE,
@@ -117,7 +117,7 @@ struct item_stats {
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
-    uint64_t calls_failed, calls_cancelled, decode_errors, rejected_messages;
+    uint64_t calls_failed, calls_cancelled, decode_errors, rejected_messages, auth_rejected;
     struct tool_map unimplemented;
     struct item_stats seg, log, met, als;
 } g_st; /* guarded by g_lock */
@@ -148,7 +148,6 @@ struct request {
     grpc_call *call;
     grpc_call_details details;
     grpc_metadata_array md;
-    bool armed;
 };
 
 struct call {
@@ -158,9 +157,10 @@ struct call {
     enum kind kind;
     int method;
     int pending;           /* batches in flight + a queued delayed reply */
-    bool recv_done;        /* no more RECV_MESSAGE will be started */
     bool status_sent;      /* the final status batch was started */
     bool finalized;        /* end-of-stream crediting done (meters) */
+    bool we_failed;        /* we ended it with a non-OK status */
+    bool close_done;       /* RECV_CLOSE_ON_SERVER completed */
     int cancelled;         /* RECV_CLOSE_ON_SERVER result */
     grpc_byte_buffer *recv_buf;
     grpc_byte_buffer *send_buf;
@@ -595,13 +595,13 @@ static void send_final(struct call *c, grpc_status_code code, const char *detail
     ops[n].data.send_status_from_server.status = code;
     ops[n++].data.send_status_from_server.status_details = details ? &c->status_details : NULL;
     c->status_sent = true;
-    c->recv_done = true;
     start_batch(c, ops, n, &c->t_send);
 }
 
 static void fail_call(struct call *c, grpc_status_code code, const char *details)
 {
     finalize(c);
+    c->we_failed = true;
     pthread_mutex_lock(&g_lock);
     g_st.calls_failed++;
     pthread_mutex_unlock(&g_lock);
@@ -634,7 +634,6 @@ static void reply_ok(struct call *c)
 /* Half-close seen: answer now or queue the reply until due_ms. */
 static void end_of_stream(struct call *c)
 {
-    c->recv_done = true;
     finalize(c);
     if (opt.delay_ms <= 0) {
         reply_ok(c);
@@ -654,25 +653,25 @@ static void end_of_stream(struct call *c)
 
 static void arm_request(struct worker *w, struct request *r)
 {
-    if (atomic_load(&g_stopping)) {
-        r->armed = false;
+    if (atomic_load(&g_stopping))
         return;
-    }
     grpc_call_error err = grpc_server_request_call(g_server, &r->call, &r->details, &r->md,
                                                    w->cq, w->cq, &r->tag);
-    r->armed = err == GRPC_CALL_OK;
     if (err != GRPC_CALL_OK)
         fprintf(stderr, "fake_oap: request_call: %s\n", grpc_call_error_to_string(err));
 }
 
 static void on_new_call(struct worker *w, struct request *r, bool ok)
 {
-    r->armed = false;
     if (!ok)
         return; /* server shutting down */
     grpc_call *gc = r->call;
     r->call = NULL;
     enum kind kind = route_of(r->details.method);
+    bool auth_ok = !opt.token || kind == K_HEALTH || kind == K_UNIMPLEMENTED;
+    for (size_t i = 0; !auth_ok && i < r->md.count; i++)
+        auth_ok = grpc_slice_str_cmp(r->md.metadata[i].key, "authentication") == 0 &&
+                  grpc_slice_str_cmp(r->md.metadata[i].value, opt.token) == 0;
     int method = method_index((const char *)GRPC_SLICE_START_PTR(r->details.method),
                               GRPC_SLICE_LENGTH(r->details.method));
     if (kind == K_UNIMPLEMENTED) {
@@ -710,6 +709,11 @@ static void on_new_call(struct worker *w, struct request *r, bool ok)
 
     if (kind == K_UNIMPLEMENTED) {
         fail_call(c, GRPC_STATUS_UNIMPLEMENTED, "fake_oap: method not implemented");
+    } else if (!auth_ok) {
+        pthread_mutex_lock(&g_lock);
+        g_st.auth_rejected++;
+        pthread_mutex_unlock(&g_lock);
+        fail_call(c, GRPC_STATUS_PERMISSION_DENIED, "fake_oap: bad or missing authentication");
     } else if (atomic_load(&g_failing)) {
         fail_dead(c);
     } else if (kind == K_HEALTH) {
@@ -739,14 +743,19 @@ static void on_recv(struct call *c, bool ok)
     }
     if (!ok) {
         /* the call broke (client cancel, deadline, transport): credit what was read */
-        c->recv_done = true;
         finalize(c);
         grpc_call_cancel(c->call, NULL);
         maybe_free(c);
         return;
     }
     if (!bb) {
-        end_of_stream(c);
+        /* a cancelled call also ends its message stream with NULL; the close may have told
+         * us already, else the reply simply fails */
+        if (c->close_done && c->cancelled) {
+            finalize(c);
+        } else {
+            end_of_stream(c);
+        }
         maybe_free(c);
         return;
     }
@@ -790,7 +799,9 @@ static void on_send(struct call *c)
 static void on_close(struct call *c)
 {
     c->pending--;
-    if (c->cancelled && !c->status_sent) {
+    c->close_done = true;
+    /* RECV_CLOSE and the last RECV_MESSAGE complete in either order: count by the flag */
+    if (c->cancelled && !c->we_failed) {
         pthread_mutex_lock(&g_lock);
         g_st.calls_cancelled++;
         pthread_mutex_unlock(&g_lock);
@@ -809,8 +820,16 @@ static void fire_timers(struct worker *w)
         if (!w->timer_head)
             w->timer_tail = NULL;
         c->pending--;
-        if (!c->status_sent)
-            reply_ok(c);
+        if (!c->status_sent) {
+            if (stopping) {
+                /* a node going down does not acknowledge what it still holds */
+                c->status_sent = true;
+                grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,
+                                             "fake_oap: shutting down", NULL);
+            } else {
+                reply_ok(c);
+            }
+        }
         maybe_free(c);
     }
 }
@@ -931,6 +950,7 @@ static void build_summary(struct tool_json *j)
     tool_json_u64(j, "calls_cancelled", g_st.calls_cancelled);
     tool_json_u64(j, "decode_errors", g_st.decode_errors);
     tool_json_u64(j, "rejected_messages", g_st.rejected_messages);
+    tool_json_u64(j, "auth_rejected", g_st.auth_rejected);
     tool_map_to_json(&g_st.unimplemented, j, "unimplemented");
     item_stats_json(j, "segments", &g_st.seg, "by_instance", NULL, true);
     item_stats_json(j, "logs", &g_st.log, "by_instance", "unattributed", false);
@@ -967,7 +987,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: fake_oap --listen HOST:PORT [--name NAME] [--summary FILE] [--port-file FILE]\n"
             "                [--count-only] [--fail-after N] [--fail-status CODE] [--delay-ms MS]\n"
-            "                [--max-recv-size BYTES] [--threads N]\n"
+            "                [--max-recv-size BYTES] [--threads N] [--token T]\n"
             "A fake SkyWalking OAP node: counts and credits what it receives (docs/test-tools.md).\n"
             "  --listen          address to listen on; port 0 picks a free port, printed as\n"
             "                    'listening HOST:PORT' on stdout\n"
@@ -979,7 +999,9 @@ static void usage(FILE *f)
             "  --fail-status     status code used then (default 14 UNAVAILABLE)\n"
             "  --delay-ms        wait this long before answering a finished stream\n"
             "  --max-recv-size   max inbound message size (default 52428800 = 50 MiB)\n"
-            "  --threads         worker threads, one completion queue each (default 2)\n");
+            "  --threads         worker threads, one completion queue each (default 2)\n"
+            "  --token           require metadata 'authentication: T' on report calls, else\n"
+            "                    PERMISSION_DENIED (as OAP does when a token is configured)\n");
 }
 
 static int parse_args(int argc, char **argv)
@@ -1009,6 +1031,8 @@ static int parse_args(int argc, char **argv)
             opt.summary = v;
         else if (strcmp(a, "--port-file") == 0)
             opt.port_file = v;
+        else if (strcmp(a, "--token") == 0)
+            opt.token = v;
         else if (strcmp(a, "--fail-after") == 0 && tool_parse_u64(v, 1, UINT64_MAX, &n) == 0)
             opt.fail_after = n;
         else if (strcmp(a, "--fail-status") == 0 && tool_parse_u64(v, 1, 16, &n) == 0)

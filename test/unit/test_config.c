@@ -1,0 +1,750 @@
+/* Config loader: placeholders, units, node lists, and errors that name the place. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "skyrelay/config.h"
+#include "skyrelay/log.h"
+
+#define SHIPPED "config/skyrelay.yaml" /* tests run from the repository root */
+
+struct run {
+    struct sr_config cfg;
+    int rc;
+    char *err; /* everything written to `err` */
+};
+
+static void load(struct run *r, const char *yaml)
+{
+    size_t n;
+    FILE *f = open_memstream(&r->err, &n);
+    assert_non_null(f);
+    r->rc = sr_config_load_string(&r->cfg, "t.yaml", yaml, strlen(yaml), f);
+    fclose(f);
+}
+
+static void done(struct run *r)
+{
+    sr_config_deinit(&r->cfg);
+    free(r->err);
+}
+
+/* Loads yaml, expects success and no output. */
+static void load_ok(struct run *r, const char *yaml)
+{
+    load(r, yaml);
+    assert_string_equal(r->err, "");
+    assert_int_equal(r->rc, 0);
+}
+
+/* Loads yaml, expects failure with exactly `want` as output. */
+static void expect_errors(const char *yaml, const char *want)
+{
+    struct run r;
+    load(&r, yaml);
+    assert_string_equal(r.err, want);
+    assert_int_equal(r.rc, -1);
+    done(&r);
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *text;
+    long n;
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    n = ftell(f);
+    rewind(f);
+    text = calloc(1, (size_t)n + 1);
+    assert_non_null(text);
+    assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return text;
+}
+
+/* Unsets every variable the shipped file names in a ${...}, nested ones included. */
+static void unset_shipped_env(void)
+{
+    char *text = read_file(SHIPPED);
+    for (char *p = strstr(text, "${"); p; p = strstr(p + 2, "${")) {
+        char name[256];
+        size_t n = strspn(p + 2, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_");
+        assert_true(n > 0 && n < sizeof name);
+        memcpy(name, p + 2, n);
+        name[n] = '\0';
+        unsetenv(name);
+    }
+    free(text);
+}
+
+static void assert_config_equal(const struct sr_config *a, const struct sr_config *b)
+{
+    assert_string_equal(a->server.address, b->server.address);
+    assert_int_equal(a->server.workers, b->server.workers);
+    assert_int_equal(a->server.max_receive_message_size, b->server.max_receive_message_size);
+    assert_int_equal(a->server.max_concurrent_streams, b->server.max_concurrent_streams);
+    assert_int_equal(a->server.keepalive_time_ms, b->server.keepalive_time_ms);
+    assert_int_equal(a->server.keepalive_timeout_ms, b->server.keepalive_timeout_ms);
+
+    assert_int_equal(a->upstream.n_nodes, b->upstream.n_nodes);
+    for (size_t i = 0; i < a->upstream.n_nodes; i++) {
+        assert_string_equal(a->upstream.nodes[i].address, b->upstream.nodes[i].address);
+        assert_int_equal(a->upstream.nodes[i].weight, b->upstream.nodes[i].weight);
+    }
+    assert_int_equal(a->upstream.call_timeout_ms, b->upstream.call_timeout_ms);
+    assert_int_equal(a->upstream.backoff_initial_ms, b->upstream.backoff_initial_ms);
+    assert_int_equal(a->upstream.backoff_max_ms, b->upstream.backoff_max_ms);
+    assert_int_equal(a->upstream.retry_max_ms, b->upstream.retry_max_ms);
+    assert_int_equal(a->upstream.max_receive_message_size, b->upstream.max_receive_message_size);
+
+    for (int i = 0; i < SR_PIPE_COUNT; i++) {
+        const struct sr_pipe_config *p = &a->pipes[i], *q = &b->pipes[i];
+        assert_int_equal(p->enabled, q->enabled);
+        assert_int_equal(p->mode, q->mode);
+        assert_int_equal(p->queue.max_events, q->queue.max_events);
+        assert_int_equal(p->queue.max_bytes, q->queue.max_bytes);
+        assert_int_equal(p->queue.full_wait_ms, q->queue.full_wait_ms);
+        assert_int_equal(p->sender.max_batch_events, q->sender.max_batch_events);
+        assert_int_equal(p->sender.max_batch_bytes, q->sender.max_batch_bytes);
+        assert_int_equal(p->sender.linger_ms, q->sender.linger_ms);
+        assert_int_equal(p->sender.max_inflight, q->sender.max_inflight);
+    }
+    assert_int_equal(a->log.level, b->log.level);
+    assert_int_equal(a->shutdown.grace_period_ms, b->shutdown.grace_period_ms);
+}
+
+static void defaults_match_shipped_yaml(void **state)
+{
+    struct sr_config defaults;
+    struct run r;
+    size_t n;
+    FILE *f = open_memstream(&r.err, &n);
+
+    unset_shipped_env();
+    sr_config_defaults(&defaults);
+    r.rc = sr_config_load(&r.cfg, SHIPPED, f);
+    fclose(f);
+    assert_string_equal(r.err, "");
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.cfg.path, SHIPPED);
+    assert_config_equal(&r.cfg, &defaults);
+    /* spot-check the values themselves, not only their agreement */
+    assert_string_equal(defaults.server.address, "0.0.0.0:11800");
+    assert_string_equal(defaults.upstream.nodes[0].address, "127.0.0.1:11801");
+    assert_int_equal(defaults.pipes[SR_PIPE_METER].queue.max_events, 20000);
+    assert_int_equal(defaults.pipes[SR_PIPE_LOG].sender.linger_ms, 1000);
+    assert_int_equal(defaults.pipes[SR_PIPE_ALS].mode, SR_ALS_PER_IDENTIFIER);
+    assert_int_equal(defaults.log.level, SR_LOG_INFO);
+    sr_config_deinit(&defaults);
+    done(&r);
+}
+
+/* Every documented key, as the shipped file spells it. */
+static const char *const documented_keys[] = {
+    "server.address", "server.workers", "server.max_receive_message_size",
+    "server.max_concurrent_streams", "server.keepalive_time", "server.keepalive_timeout",
+    "upstream.finder", "upstream.addresses", "upstream.call_timeout", "upstream.backoff_initial",
+    "upstream.backoff_max", "upstream.retry_max", "upstream.max_receive_message_size",
+    "queue.max_events", "queue.max_bytes", "queue.full_wait",
+#define PIPE(name)                                                                                \
+    "pipes." name ".enabled", "pipes." name ".queue", "pipes." name ".sender.max_batch_events",   \
+        "pipes." name ".sender.max_batch_bytes", "pipes." name ".sender.linger",                  \
+        "pipes." name ".sender.max_inflight"
+    PIPE("segment"), "pipes.segment.upstream_method", PIPE("log"), PIPE("meter"), PIPE("als"),
+    "pipes.als.upstream_method",
+#undef PIPE
+    "log.level", "shutdown.grace_period",
+};
+
+/* Walks the shipped file by indentation: every key that has a value must be a
+ * documented key, carry a comment, and every documented key must be there. */
+static void shipped_yaml_lists_every_key_with_a_comment(void **state)
+{
+    enum { N = sizeof documented_keys / sizeof documented_keys[0] };
+    char *text = read_file(SHIPPED), *save = NULL;
+    char stack[8][64] = {{0}};
+    bool found[N] = {false};
+
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        size_t indent = strspn(line, " ");
+        char *key = line + indent, *colon = strchr(key, ':'), path[256];
+        if (*key == '#' || *key == '\0') continue;
+        assert_non_null(colon);
+        assert_true(indent % 2 == 0 && indent / 2 < 8);
+        snprintf(stack[indent / 2], sizeof stack[0], "%.*s", (int)(colon - key), key);
+        char *value = colon + 1 + strspn(colon + 1, " ");
+        if (*value == '#' || *value == '\0') continue; /* a section */
+        path[0] = '\0';
+        for (size_t d = 0; d <= indent / 2; d++)
+            snprintf(path + strlen(path), sizeof path - strlen(path), "%s%s", d ? "." : "",
+                     stack[d]);
+        bool known = false;
+        for (size_t i = 0; i < N; i++) {
+            if (strcmp(documented_keys[i], path) == 0) {
+                assert_false(found[i]);
+                found[i] = known = true;
+            }
+        }
+        if (!known) fail_msg("%s is in the shipped file but not documented here", path);
+        if (!strstr(value, " # ")) fail_msg("%s has no comment", path);
+    }
+    for (size_t i = 0; i < N; i++)
+        if (!found[i]) fail_msg("%s is missing from the shipped file", documented_keys[i]);
+    free(text);
+}
+
+static void env_placeholder_uses_env_then_default(void **state)
+{
+    struct run r;
+    unsetenv("SR_TEST_WORKERS");
+    load_ok(&r, "server:\n  workers: ${SR_TEST_WORKERS:3}\n");
+    assert_int_equal(r.cfg.server.workers, 3);
+    done(&r);
+
+    setenv("SR_TEST_WORKERS", "7", 1);
+    load_ok(&r, "server:\n  workers: ${SR_TEST_WORKERS:3}\n");
+    assert_int_equal(r.cfg.server.workers, 7);
+    done(&r);
+    unsetenv("SR_TEST_WORKERS");
+}
+
+static void empty_env_falls_back_to_default(void **state)
+{
+    struct run r;
+    setenv("SR_TEST_WORKERS", "", 1);
+    load_ok(&r, "server:\n  workers: ${SR_TEST_WORKERS:3}\n");
+    assert_int_equal(r.cfg.server.workers, 3);
+    done(&r);
+    unsetenv("SR_TEST_WORKERS");
+}
+
+static void placeholder_without_default_is_empty_when_unset(void **state)
+{
+    struct run r;
+    unsetenv("SR_TEST_PREFIX");
+    load_ok(&r, "upstream:\n  addresses: ${SR_TEST_PREFIX}oap:11800\n");
+    assert_int_equal(r.cfg.upstream.n_nodes, 1);
+    assert_string_equal(r.cfg.upstream.nodes[0].address, "oap:11800");
+    done(&r);
+
+    /* alone, an unset placeholder without default leaves nothing: an error, said plainly */
+    expect_errors("server:\n  workers: ${SR_TEST_PREFIX}\n",
+                  "t.yaml:2:12: server.workers: empty value after substituting ${...}\n");
+}
+
+static void several_placeholders_in_one_scalar(void **state)
+{
+    struct run r;
+    setenv("SR_TEST_HOST", "10.0.0.9", 1);
+    unsetenv("SR_TEST_PORT");
+    setenv("SR_TEST_WEIGHT", "4", 1);
+    load_ok(&r, "upstream:\n"
+                "  addresses: ${SR_TEST_HOST:oap}:${SR_TEST_PORT:11800}#${SR_TEST_WEIGHT:1}\n");
+    assert_int_equal(r.cfg.upstream.n_nodes, 1);
+    assert_string_equal(r.cfg.upstream.nodes[0].address, "10.0.0.9:11800");
+    assert_int_equal(r.cfg.upstream.nodes[0].weight, 4);
+    done(&r);
+    unsetenv("SR_TEST_HOST");
+    unsetenv("SR_TEST_WEIGHT");
+}
+
+static void nested_placeholder_default_reads_second_variable(void **state)
+{
+    const char *yaml = "pipes:\n  als:\n    sender:\n"
+                       "      linger: ${SR_TEST_V3:${SR_TEST_V2:1000}}\n";
+    struct run r;
+    unsetenv("SR_TEST_V3");
+    unsetenv("SR_TEST_V2");
+    load_ok(&r, yaml);
+    assert_int_equal(r.cfg.pipes[SR_PIPE_ALS].sender.linger_ms, 1000);
+    done(&r);
+
+    setenv("SR_TEST_V2", "5s", 1);
+    load_ok(&r, yaml);
+    assert_int_equal(r.cfg.pipes[SR_PIPE_ALS].sender.linger_ms, 5000);
+    done(&r);
+
+    setenv("SR_TEST_V3", "250ms", 1);
+    load_ok(&r, yaml);
+    assert_int_equal(r.cfg.pipes[SR_PIPE_ALS].sender.linger_ms, 250);
+    done(&r);
+    unsetenv("SR_TEST_V3");
+    unsetenv("SR_TEST_V2");
+}
+
+/* Satellite's own file says ${SATELLITE_GRPC_ADDRESS:":11800"}: same meaning here. */
+static void satellite_quoted_default_and_port_only_address_accepted(void **state)
+{
+    struct run r;
+    unsetenv("SR_TEST_ADDR");
+    load_ok(&r, "server:\n  address: ${SR_TEST_ADDR:\":11800\"}\n");
+    assert_string_equal(r.cfg.server.address, "0.0.0.0:11800");
+    done(&r);
+
+    setenv("SR_TEST_ADDR", "[::]:9000", 1);
+    load_ok(&r, "server:\n  address: ${SR_TEST_ADDR:\":11800\"}\n");
+    assert_string_equal(r.cfg.server.address, "[::]:9000");
+    done(&r);
+    unsetenv("SR_TEST_ADDR");
+}
+
+static void bad_env_value_error_names_the_variable(void **state)
+{
+    setenv("SR_TEST_BATCH", "0", 1);
+    expect_errors("pipes:\n  meter:\n    sender:\n"
+                  "      max_batch_events: ${SR_TEST_BATCH:200}\n",
+                  "t.yaml:4:25: pipes.meter.sender.max_batch_events: must be between 1 and 100000 "
+                  "(got '0' from environment SR_TEST_BATCH)\n");
+    setenv("SR_TEST_BATCH", "lots", 1);
+    expect_errors("pipes:\n  meter:\n    sender:\n"
+                  "      max_batch_events: ${SR_TEST_BATCH:200}\n",
+                  "t.yaml:4:25: pipes.meter.sender.max_batch_events: invalid number 'lots' "
+                  "(expected a non-negative integer) (from environment SR_TEST_BATCH)\n");
+    unsetenv("SR_TEST_BATCH");
+}
+
+static void malformed_placeholders_rejected(void **state)
+{
+    expect_errors("server:\n  workers: ${SR_TEST_X:1\n  address: ${}:1\n",
+                  "t.yaml:2:12: server.workers: unterminated ${ placeholder\n"
+                  "t.yaml:3:12: server.address: invalid placeholder (expected ${NAME} or "
+                  "${NAME:default}, NAME of letters, digits, '_', '-', '.')\n");
+}
+
+static void node_list_from_comma_string_with_weights(void **state)
+{
+    struct run r;
+    load_ok(&r,
+            "upstream:\n  addresses: oap-0.oap:11800#5, oap-1.oap:11800 ,10.0.0.3:11801#1000\n");
+    assert_int_equal(r.cfg.upstream.n_nodes, 3);
+    assert_string_equal(r.cfg.upstream.nodes[0].address, "oap-0.oap:11800");
+    assert_int_equal(r.cfg.upstream.nodes[0].weight, 5);
+    assert_string_equal(r.cfg.upstream.nodes[1].address, "oap-1.oap:11800");
+    assert_int_equal(r.cfg.upstream.nodes[1].weight, 1);
+    assert_string_equal(r.cfg.upstream.nodes[2].address, "10.0.0.3:11801");
+    assert_int_equal(r.cfg.upstream.nodes[2].weight, 1000);
+    done(&r);
+}
+
+static void node_list_from_sequence(void **state)
+{
+    struct run r;
+    load_ok(&r, "upstream:\n  addresses:\n    - a:1#2\n    - \"b:2\"\n    - c:3, d:4\n");
+    assert_int_equal(r.cfg.upstream.n_nodes, 4);
+    assert_string_equal(r.cfg.upstream.nodes[0].address, "a:1");
+    assert_int_equal(r.cfg.upstream.nodes[0].weight, 2);
+    assert_string_equal(r.cfg.upstream.nodes[1].address, "b:2");
+    assert_string_equal(r.cfg.upstream.nodes[2].address, "c:3");
+    assert_string_equal(r.cfg.upstream.nodes[3].address, "d:4");
+    done(&r);
+
+    expect_errors("upstream:\n  addresses:\n    - a:1\n    - {host: b}\n    - a:1\n",
+                  "t.yaml:4:7: upstream.addresses[1]: must be a \"host:port[#weight]\" string, "
+                  "not a mapping\n"
+                  "t.yaml:5:7: upstream.addresses[2]: 'a:1': duplicate node\n");
+}
+
+static void ipv6_node(void **state)
+{
+    struct run r;
+    load_ok(&r, "upstream:\n  addresses: \"[::1]:11800#2,[2001:db8::7]:11801\"\n");
+    assert_int_equal(r.cfg.upstream.n_nodes, 2);
+    assert_string_equal(r.cfg.upstream.nodes[0].address, "[::1]:11800");
+    assert_int_equal(r.cfg.upstream.nodes[0].weight, 2);
+    assert_string_equal(r.cfg.upstream.nodes[1].address, "[2001:db8::7]:11801");
+    assert_int_equal(r.cfg.upstream.nodes[1].weight, 1);
+    done(&r);
+}
+
+static void bad_port_reports_file_line_col_key(void **state)
+{
+    expect_errors("# upstream OAP nodes\nupstream:\n  addresses: oap-0:11800,oap-1:0\n",
+                  "t.yaml:3:14: upstream.addresses: 'oap-1:0': port must be a number between 1 "
+                  "and 65535\n");
+}
+
+static void bad_node_entries_give_reasons(void **state)
+{
+    static const struct {
+        const char *list, *why;
+    } cases[] = {
+        {"oap", "missing port (expected host:port)"},
+        {"oap:", "missing port (expected host:port)"},
+        {":11800", "missing host (expected host:port)"},
+        {"oap:0", "port must be a number between 1 and 65535"},
+        {"oap:65536", "port must be a number between 1 and 65535"},
+        {"oap:http", "port must be a number between 1 and 65535"},
+        {"oap:1#0", "weight must be a number between 1 and 1000"},
+        {"oap:1#1001", "weight must be a number between 1 and 1000"},
+        {"oap:1#", "weight must be a number between 1 and 1000"},
+        {"::1:11800", "an IPv6 address must be in brackets, e.g. [::1]:11800"},
+        {"[::1:11800", "unterminated '[' in IPv6 address"},
+        {"[oap]:11800", "invalid IPv6 address"},
+        {"[::1]11800", "missing port (expected host:port)"},
+        {"o/ap:1", "invalid character in host name"},
+        {"a:1,,b:2", "empty entry in node list"},
+        {"a:1,", "empty entry in node list"},
+        {"a:1,a:1", "duplicate node"},
+        {"", "empty node list"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sr_node_config *nodes = NULL;
+        size_t n = 0;
+        const char *why = NULL;
+        if (sr_config_parse_nodes(cases[i].list, &nodes, &n, &why) != -1)
+            fail_msg("'%s' was accepted", cases[i].list);
+        assert_string_equal(why, cases[i].why);
+        assert_int_equal(n, 0); /* nothing appended on error */
+        free(nodes);
+    }
+}
+
+static void parse_nodes_appends_all_or_nothing(void **state)
+{
+    struct sr_node_config *nodes = NULL;
+    size_t n = 0;
+    const char *why;
+    assert_int_equal(sr_config_parse_nodes("a:1", &nodes, &n, &why), 0);
+    assert_int_equal(sr_config_parse_nodes("b:2#3, c:3", &nodes, &n, &why), 0);
+    assert_int_equal(sr_config_parse_nodes("d:4,e:0", &nodes, &n, &why), -1);
+    assert_int_equal(sr_config_parse_nodes("a:1", &nodes, &n, &why), -1);
+    assert_string_equal(why, "duplicate node");
+    assert_int_equal(n, 3);
+    assert_string_equal(nodes[0].address, "a:1");
+    assert_string_equal(nodes[1].address, "b:2");
+    assert_int_equal(nodes[1].weight, 3);
+    assert_string_equal(nodes[2].address, "c:3");
+    for (size_t i = 0; i < n; i++) free(nodes[i].address);
+    free(nodes);
+}
+
+static void unknown_key_is_an_error_with_path(void **state)
+{
+    expect_errors("pipes:\n  meter:\n    sender:\n      max_batch: 5\n  traces: {}\nlogging: {}\n",
+                  "t.yaml:4:7: pipes.meter.sender.max_batch: unknown key\n"
+                  "t.yaml:5:3: pipes.traces: unknown key\n"
+                  "t.yaml:6:1: logging: unknown key\n");
+}
+
+static void upstream_method_exists_only_on_segment_and_als(void **state)
+{
+    struct run r;
+    load_ok(&r, "pipes:\n  segment: {upstream_method: collect_in_sync}\n"
+                "  als: {upstream_method: satellite}\n");
+    assert_int_equal(r.cfg.pipes[SR_PIPE_SEGMENT].mode, SR_SEGMENT_COLLECT_IN_SYNC);
+    assert_int_equal(r.cfg.pipes[SR_PIPE_ALS].mode, SR_ALS_SATELLITE);
+    done(&r);
+
+    expect_errors("pipes:\n  log: {upstream_method: collect}\n"
+                  "  segment: {upstream_method: satellite}\n",
+                  "t.yaml:2:9: pipes.log.upstream_method: unknown key\n"
+                  "t.yaml:3:30: pipes.segment.upstream_method: unknown value 'satellite' "
+                  "(expected collect or collect_in_sync)\n");
+}
+
+static void all_errors_reported_not_just_first(void **state)
+{
+    struct sr_config defaults;
+    struct run r;
+    load(&r, "server:\n"
+             "  workers: 65\n"
+             "  keepalive: 10s\n"
+             "upstream:\n"
+             "  addresses: oap\n"
+             "queue:\n"
+             "  max_events: 50\n"); /* valid, but must not survive a failed load */
+    assert_int_equal(r.rc, -1);
+    assert_string_equal(r.err, "t.yaml:2:12: server.workers: must be between 0 and 64\n"
+                               "t.yaml:3:3: server.keepalive: unknown key\n"
+                               "t.yaml:5:14: upstream.addresses: 'oap': missing port (expected "
+                               "host:port)\n");
+    sr_config_defaults(&defaults);
+    assert_null(r.cfg.path);
+    assert_config_equal(&r.cfg, &defaults);
+    done(&r);
+}
+
+static void yaml_syntax_error_has_position(void **state)
+{
+    expect_errors("server:\n  workers: 4\n   address: x\n",
+                  "t.yaml:3:11: syntax error: mapping values are not allowed in this context\n");
+    expect_errors("server: {workers: 4\n",
+                  "t.yaml:2:1: syntax error: did not find expected ',' or '}' (while parsing a "
+                  "flow mapping at 1:9)\n");
+}
+
+static void only_one_document_accepted(void **state)
+{
+    expect_errors("server: {workers: 1}\n---\nserver: {workers: 2}\n",
+                  "t.yaml:3:1: only one YAML document is allowed\n");
+}
+
+static void empty_document_and_empty_sections_give_defaults(void **state)
+{
+    struct sr_config defaults;
+    struct run r;
+    sr_config_defaults(&defaults);
+    load_ok(&r, "# nothing set\n");
+    assert_config_equal(&r.cfg, &defaults);
+    done(&r);
+    load_ok(&r, "server:\nqueue: ~\npipes:\n  meter: {}\n");
+    assert_config_equal(&r.cfg, &defaults);
+    done(&r);
+}
+
+static void durations_and_sizes_parse_units(void **state)
+{
+    static const struct {
+        const char *text;
+        uint32_t ms;
+    } durations[] = {
+        {"1500", 1500}, {"250ms", 250}, {"5s", 5000}, {"2m", 120000},
+        {"1h", 3600000}, {"1m30s", 90000}, {"0", 0}, {"\"10s\"", 10000},
+    };
+    static const struct {
+        const char *text;
+        uint64_t bytes;
+    } sizes[] = {
+        {"512", 512},           {"512B", 512},          {"64KiB", 65536},
+        {"64KB", 64000},        {"50MiB", 52428800},    {"64MB", 64000000},
+        {"1GiB", 1073741824},   {"2GB", 2000000000},    {"64 mib", 67108864},
+    };
+    char yaml[256];
+    struct run r;
+    for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+        snprintf(yaml, sizeof yaml, "shutdown:\n  grace_period: %s\n", durations[i].text);
+        load_ok(&r, yaml);
+        assert_int_equal(r.cfg.shutdown.grace_period_ms, durations[i].ms);
+        done(&r);
+    }
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        snprintf(yaml, sizeof yaml, "queue:\n  max_bytes: %s\n", sizes[i].text);
+        load_ok(&r, yaml);
+        for (int p = 0; p < SR_PIPE_COUNT; p++)
+            assert_int_equal(r.cfg.pipes[p].queue.max_bytes, sizes[i].bytes);
+        done(&r);
+    }
+}
+
+static void malformed_durations_and_sizes_rejected(void **state)
+{
+    expect_errors("shutdown:\n  grace_period: 1.5s\n",
+                  "t.yaml:2:17: shutdown.grace_period: invalid duration '1.5s' (expected e.g. "
+                  "250ms, 5s, 2m, 1h; a bare number is ms)\n");
+    expect_errors("shutdown:\n  grace_period: 5sec\n",
+                  "t.yaml:2:17: shutdown.grace_period: invalid duration '5sec' (expected e.g. "
+                  "250ms, 5s, 2m, 1h; a bare number is ms)\n");
+    expect_errors("shutdown:\n  grace_period: -1\n",
+                  "t.yaml:2:17: shutdown.grace_period: invalid duration '-1' (expected e.g. "
+                  "250ms, 5s, 2m, 1h; a bare number is ms)\n");
+    expect_errors("queue:\n  max_bytes: 64M\n",
+                  "t.yaml:2:14: queue.max_bytes: invalid size '64M' (expected e.g. 512, 64KiB, "
+                  "50MiB, 1GiB)\n");
+    expect_errors("server:\n  workers: 0x10\n",
+                  "t.yaml:2:12: server.workers: invalid number '0x10' (expected a non-negative "
+                  "integer)\n");
+}
+
+static void out_of_range_rejected(void **state)
+{
+    expect_errors("pipes:\n"
+                  "  meter:\n"
+                  "    sender:\n"
+                  "      max_batch_events: 0\n"
+                  "      linger: 61s\n"
+                  "      max_batch_bytes: 2GiB\n"
+                  "queue:\n"
+                  "  max_events: 99999999999999999999999\n",
+                  "t.yaml:4:25: pipes.meter.sender.max_batch_events: must be between 1 and 100000\n"
+                  "t.yaml:5:15: pipes.meter.sender.linger: must be between 1ms and 1m\n"
+                  "t.yaml:6:24: pipes.meter.sender.max_batch_bytes: must be between 1 and 1GiB\n"
+                  "t.yaml:8:15: queue.max_events: must be between 1 and 100000000\n");
+}
+
+static void duplicate_key_rejected(void **state)
+{
+    expect_errors("server:\n  workers: 2\nupstream: {}\nserver:\n  workers: 3\n  workers: 4\n",
+                  "t.yaml:4:1: server: duplicate key (first at 1:1)\n");
+    expect_errors("server:\n  workers: 2\n  workers: 4\n",
+                  "t.yaml:3:3: server.workers: duplicate key (first at 2:3)\n");
+}
+
+static void empty_node_list_rejected(void **state)
+{
+    unsetenv("SR_TEST_NODES");
+    expect_errors("upstream:\n  addresses: \"\"\n",
+                  "t.yaml:2:14: upstream.addresses: must list at least one upstream node\n");
+    expect_errors("upstream:\n  addresses: []\n",
+                  "t.yaml:2:14: upstream.addresses: must list at least one upstream node\n");
+    expect_errors("upstream:\n  addresses: ${SR_TEST_NODES}\n",
+                  "t.yaml:2:14: upstream.addresses: must list at least one upstream node\n");
+}
+
+static void unsupported_finder_rejected(void **state)
+{
+    struct run r;
+    load_ok(&r, "upstream:\n  finder: static\n");
+    done(&r);
+    expect_errors("upstream:\n  finder: kubernetes\n",
+                  "t.yaml:2:11: upstream.finder: unsupported finder 'kubernetes' (supported: "
+                  "static)\n");
+}
+
+static void top_level_queue_is_every_pipes_default_and_pipe_queue_overrides(void **state)
+{
+    struct run r;
+    /* pipes before queue: the order in the file does not matter */
+    load_ok(&r, "pipes:\n  meter:\n    queue:\n      max_events: 7\n"
+                "queue:\n  max_events: 100\n  full_wait: 0\n");
+    assert_int_equal(r.cfg.pipes[SR_PIPE_SEGMENT].queue.max_events, 100);
+    assert_int_equal(r.cfg.pipes[SR_PIPE_LOG].queue.max_events, 100);
+    assert_int_equal(r.cfg.pipes[SR_PIPE_ALS].queue.max_events, 100);
+    assert_int_equal(r.cfg.pipes[SR_PIPE_METER].queue.max_events, 7);
+    for (int p = 0; p < SR_PIPE_COUNT; p++) {
+        assert_int_equal(r.cfg.pipes[p].queue.full_wait_ms, 0);
+        assert_int_equal(r.cfg.pipes[p].queue.max_bytes, 64u << 20);
+    }
+    done(&r);
+}
+
+static void wrong_node_kinds_rejected(void **state)
+{
+    expect_errors("server: [1, 2]\n"
+                  "upstream:\n"
+                  "  call_timeout: {s: 1}\n"
+                  "  addresses: {a: 1}\n"
+                  "pipes:\n"
+                  "  log: on\n",
+                  "t.yaml:1:9: server: must be a mapping, not a sequence\n"
+                  "t.yaml:3:17: upstream.call_timeout: must be a scalar, not a mapping\n"
+                  "t.yaml:4:14: upstream.addresses: must be a \"host:port[#weight]\" list: a "
+                  "string or a sequence of strings, not a mapping\n"
+                  "t.yaml:6:8: pipes.log: must be a mapping, not a scalar\n");
+    expect_errors("- a\n- b\n", "t.yaml:1:1: the document must be a mapping, not a sequence\n");
+}
+
+static void booleans_and_log_levels(void **state)
+{
+    static const struct {
+        const char *text;
+        bool value;
+    } bools[] = {{"true", true}, {"yes", true}, {"On", true},
+                 {"false", false}, {"no", false}, {"OFF", false}};
+    static const struct {
+        const char *text;
+        int level;
+    } levels[] = {{"error", SR_LOG_ERROR}, {"warn", SR_LOG_WARN},   {"warning", SR_LOG_WARN},
+                  {"INFO", SR_LOG_INFO},   {"debug", SR_LOG_DEBUG}, {"trace", SR_LOG_DEBUG}};
+    char yaml[128];
+    struct run r;
+    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++) {
+        snprintf(yaml, sizeof yaml, "pipes:\n  als:\n    enabled: %s\n", bools[i].text);
+        load_ok(&r, yaml);
+        assert_int_equal(r.cfg.pipes[SR_PIPE_ALS].enabled, bools[i].value);
+        assert_true(r.cfg.pipes[SR_PIPE_LOG].enabled);
+        done(&r);
+    }
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+        snprintf(yaml, sizeof yaml, "log:\n  level: %s\n", levels[i].text);
+        load_ok(&r, yaml);
+        assert_int_equal(r.cfg.log.level, levels[i].level);
+        done(&r);
+    }
+    expect_errors("pipes:\n  als:\n    enabled: maybe\nlog:\n  level: loud\n",
+                  "t.yaml:3:14: pipes.als.enabled: invalid boolean 'maybe' (expected true/false, "
+                  "yes/no or on/off)\n"
+                  "t.yaml:5:10: log.level: unknown log level 'loud' (expected error, warn, info "
+                  "or debug)\n");
+}
+
+static void listen_address_validated(void **state)
+{
+    struct run r;
+    load_ok(&r, "server:\n  address: 127.0.0.1:0\n"); /* port 0: the kernel picks (tests) */
+    assert_string_equal(r.cfg.server.address, "127.0.0.1:0");
+    done(&r);
+    expect_errors("server:\n  address: 0.0.0.0\n",
+                  "t.yaml:2:12: server.address: '0.0.0.0': missing port (expected host:port)\n");
+}
+
+static void backoff_max_below_initial_rejected(void **state)
+{
+    expect_errors("upstream:\n  backoff_initial: 2s\n  backoff_max: 500ms\n",
+                  "t.yaml:3:16: upstream.backoff_max: upstream.backoff_max (500ms) must not be "
+                  "less than upstream.backoff_initial (2s)\n");
+    expect_errors("upstream:\n  backoff_initial: 1m\n",
+                  "t.yaml:2:20: upstream.backoff_initial: upstream.backoff_max (10s) must not be "
+                  "less than upstream.backoff_initial (1m)\n");
+}
+
+static void missing_file_reported_with_path(void **state)
+{
+    struct run r;
+    size_t n;
+    FILE *f = open_memstream(&r.err, &n);
+    r.rc = sr_config_load(&r.cfg, "test/unit/no-such-config.yaml", f);
+    fclose(f);
+    assert_int_equal(r.rc, -1);
+    assert_string_equal(r.err,
+                        "test/unit/no-such-config.yaml: cannot read: No such file or directory\n");
+    assert_string_equal(r.cfg.upstream.nodes[0].address, "127.0.0.1:11801");
+    done(&r);
+}
+
+static void pipe_names_match_yaml_sections(void **state)
+{
+    assert_string_equal(sr_pipe_name(SR_PIPE_SEGMENT), "segment");
+    assert_string_equal(sr_pipe_name(SR_PIPE_LOG), "log");
+    assert_string_equal(sr_pipe_name(SR_PIPE_METER), "meter");
+    assert_string_equal(sr_pipe_name(SR_PIPE_ALS), "als");
+    assert_string_equal(sr_pipe_name(SR_PIPE_COUNT), "unknown");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults_match_shipped_yaml),
+        cmocka_unit_test(shipped_yaml_lists_every_key_with_a_comment),
+        cmocka_unit_test(env_placeholder_uses_env_then_default),
+        cmocka_unit_test(empty_env_falls_back_to_default),
+        cmocka_unit_test(placeholder_without_default_is_empty_when_unset),
+        cmocka_unit_test(several_placeholders_in_one_scalar),
+        cmocka_unit_test(nested_placeholder_default_reads_second_variable),
+        cmocka_unit_test(satellite_quoted_default_and_port_only_address_accepted),
+        cmocka_unit_test(bad_env_value_error_names_the_variable),
+        cmocka_unit_test(malformed_placeholders_rejected),
+        cmocka_unit_test(node_list_from_comma_string_with_weights),
+        cmocka_unit_test(node_list_from_sequence),
+        cmocka_unit_test(ipv6_node),
+        cmocka_unit_test(bad_port_reports_file_line_col_key),
+        cmocka_unit_test(bad_node_entries_give_reasons),
+        cmocka_unit_test(parse_nodes_appends_all_or_nothing),
+        cmocka_unit_test(unknown_key_is_an_error_with_path),
+        cmocka_unit_test(upstream_method_exists_only_on_segment_and_als),
+        cmocka_unit_test(all_errors_reported_not_just_first),
+        cmocka_unit_test(yaml_syntax_error_has_position),
+        cmocka_unit_test(only_one_document_accepted),
+        cmocka_unit_test(empty_document_and_empty_sections_give_defaults),
+        cmocka_unit_test(durations_and_sizes_parse_units),
+        cmocka_unit_test(malformed_durations_and_sizes_rejected),
+        cmocka_unit_test(out_of_range_rejected),
+        cmocka_unit_test(duplicate_key_rejected),
+        cmocka_unit_test(empty_node_list_rejected),
+        cmocka_unit_test(unsupported_finder_rejected),
+        cmocka_unit_test(top_level_queue_is_every_pipes_default_and_pipe_queue_overrides),
+        cmocka_unit_test(wrong_node_kinds_rejected),
+        cmocka_unit_test(booleans_and_log_levels),
+        cmocka_unit_test(listen_address_validated),
+        cmocka_unit_test(backoff_max_below_initial_rejected),
+        cmocka_unit_test(missing_file_reported_with_path),
+        cmocka_unit_test(pipe_names_match_yaml_sections),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
