@@ -1,0 +1,252 @@
+/* Unit tests for src/server/method.c: the method table and the upstream plans. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "skyrelay/method.h"
+
+static const struct sr_method *find(const char *path)
+{
+    return sr_method_find(path, strlen(path));
+}
+
+static void expect_method(const char *path, enum sr_pipe_id pipe, enum sr_recv_kind kind,
+                          const struct sr_ctx_spec *ctx)
+{
+    const struct sr_method *m = find(path);
+    if (!m) fail_msg("%s: not served", path);
+    assert_string_equal(m->path, path);
+    assert_int_equal(m->pipe, pipe);
+    assert_int_equal(m->kind, kind);
+    assert_ptr_equal(m->ctx, ctx);
+}
+
+static void segment_paths_map_to_segment_pipe(void **state)
+{
+    (void)state;
+    expect_method("/skywalking.v3.TraceSegmentReportService/collect", SR_PIPE_SEGMENT, SR_RK_MESSAGE,
+                  NULL);
+    expect_method("/TraceSegmentReportService/collect", SR_PIPE_SEGMENT, SR_RK_MESSAGE, NULL);
+    expect_method("/skywalking.v3.TraceSegmentReportService/collectInSync", SR_PIPE_SEGMENT,
+                  SR_RK_SEGMENT_COLLECTION, NULL);
+    expect_method("/TraceSegmentReportService/collectInSync", SR_PIPE_SEGMENT,
+                  SR_RK_SEGMENT_COLLECTION, NULL);
+}
+
+static void log_paths_map_to_log_pipe_with_log_context(void **state)
+{
+    (void)state;
+    expect_method("/skywalking.v3.LogReportService/collect", SR_PIPE_LOG, SR_RK_MESSAGE, &sr_ctx_log);
+    expect_method("/LogReportService/collect", SR_PIPE_LOG, SR_RK_MESSAGE, &sr_ctx_log);
+}
+
+static void meter_paths_map_to_meter_pipe(void **state)
+{
+    (void)state;
+    expect_method("/skywalking.v3.MeterReportService/collect", SR_PIPE_METER, SR_RK_MESSAGE,
+                  &sr_ctx_meter);
+    expect_method("/MeterReportService/collect", SR_PIPE_METER, SR_RK_MESSAGE, &sr_ctx_meter);
+    expect_method("/skywalking.v3.MeterReportService/collectBatch", SR_PIPE_METER,
+                  SR_RK_METER_COLLECTION, NULL);
+    expect_method("/MeterReportService/collectBatch", SR_PIPE_METER, SR_RK_METER_COLLECTION, NULL);
+}
+
+static void als_v2_and_v3_paths_map_to_als_pipe_with_identifier_context(void **state)
+{
+    (void)state;
+    expect_method("/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs", SR_PIPE_ALS,
+                  SR_RK_MESSAGE, &sr_ctx_als);
+    expect_method("/envoy.service.accesslog.v2.AccessLogService/StreamAccessLogs", SR_PIPE_ALS,
+                  SR_RK_MESSAGE, &sr_ctx_als);
+}
+
+static void context_specs_name_the_protocol_fields(void **state)
+{
+    (void)state;
+    assert_int_equal(sr_ctx_log.n_fields, 2);
+    assert_int_equal(sr_ctx_log.fields[0], 2);
+    assert_int_equal(sr_ctx_log.fields[1], 3);
+    assert_int_equal(sr_ctx_log.n_key, 2);
+    assert_int_equal(sr_ctx_meter.n_fields, 3);
+    assert_int_equal(sr_ctx_meter.fields[0], 3);
+    assert_int_equal(sr_ctx_meter.fields[1], 4);
+    assert_int_equal(sr_ctx_meter.fields[2], 5);
+    assert_int_equal(sr_ctx_meter.n_key, 2);
+    assert_int_equal(sr_ctx_als.n_fields, 1);
+    assert_int_equal(sr_ctx_als.fields[0], 1);
+    assert_int_equal(sr_ctx_als.n_key, 1);
+}
+
+static void every_table_entry_is_found_by_its_own_path(void **state)
+{
+    (void)state;
+    assert_int_equal(sr_methods_count, 12);
+    for (size_t i = 0; i < sr_methods_count; i++) {
+        assert_ptr_equal(find(sr_methods[i].path), &sr_methods[i]);
+        for (size_t j = 0; j < i; j++) assert_string_not_equal(sr_methods[i].path, sr_methods[j].path);
+    }
+}
+
+static void unknown_paths_are_not_served(void **state)
+{
+    static const char *unknown[] = {
+        "",
+        "/",
+        "/skywalking.v3.ManagementService/keepAlive",
+        "/skywalking.v3.LogReportService/collectBatch",
+        "/skywalking.v3.logreportservice/collect",
+        "/skywalking.v3.LogReportService/Collect",
+        "/skywalking.v2.LogReportService/collect",
+        "skywalking.v3.LogReportService/collect",
+        "/envoy.service.accesslog.v4.AccessLogService/StreamAccessLogs",
+        "/AccessLogService/StreamAccessLogs",
+        "/envoy.service.metrics.v3.MetricsService/StreamMetrics",
+        "/satellite.envoy.accesslog.v3.SatelliteAccessLogService/StreamAccessLogs",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
+        if (find(unknown[i])) fail_msg("%s: unexpectedly served", unknown[i]);
+}
+
+static void prefixes_and_extensions_of_paths_are_not_served(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sr_methods_count; i++) {
+        const char *p = sr_methods[i].path;
+        size_t n = strlen(p);
+        /* every proper prefix, e.g. ".../collect" of ".../collectInSync" */
+        for (size_t k = 0; k < n; k++) {
+            const struct sr_method *m = sr_method_find(p, k);
+            if (m) fail_msg("prefix %.*s of %s found as %s", (int)k, p, p, m->path);
+        }
+        char longer[256];
+        assert_true(n + 2 < sizeof(longer));
+        memcpy(longer, p, n);
+        memcpy(longer + n, "/x", 2);
+        assert_null(sr_method_find(longer, n + 2));
+        memcpy(longer + n, "X", 1);
+        assert_null(sr_method_find(longer, n + 1));
+    }
+}
+
+static void lookup_uses_the_given_length_not_a_terminator(void **state)
+{
+    /* a grpc_slice is not NUL-terminated: the path is the first len bytes */
+    static const char buf[] = "/LogReportService/collect\x7f garbage after the path";
+    (void)state;
+    const struct sr_method *m = sr_method_find(buf, strlen("/LogReportService/collect"));
+    assert_non_null(m);
+    assert_int_equal(m->pipe, SR_PIPE_LOG);
+    char exact[64];
+    size_t n = strlen("/MeterReportService/collectBatch");
+    memcpy(exact, "/MeterReportService/collectBatch", n);
+    memset(exact + n, 'Z', sizeof(exact) - n);
+    m = sr_method_find(exact, n);
+    assert_non_null(m);
+    assert_int_equal(m->kind, SR_RK_METER_COLLECTION);
+}
+
+/* ---- plans ---- */
+
+static void segment_plan_follows_upstream_method_mode(void **state)
+{
+    (void)state;
+    const struct sr_plan *p = sr_plan_for(SR_PIPE_SEGMENT, SR_SEGMENT_COLLECT);
+    assert_non_null(p);
+    assert_string_equal(p->method, "/skywalking.v3.TraceSegmentReportService/collect");
+    assert_int_equal(p->unit, SR_UNIT_EVENT);
+    assert_false(p->unary);
+    assert_false(p->group_by_key);
+    assert_false(p->call_per_group);
+
+    p = sr_plan_for(SR_PIPE_SEGMENT, SR_SEGMENT_COLLECT_IN_SYNC);
+    assert_non_null(p);
+    assert_string_equal(p->method, "/skywalking.v3.TraceSegmentReportService/collectInSync");
+    assert_int_equal(p->unit, SR_UNIT_CALL);
+    assert_true(p->unary);
+    assert_false(p->group_by_key);
+    assert_false(p->call_per_group);
+}
+
+static void log_plan_streams_one_message_per_event(void **state)
+{
+    (void)state;
+    const struct sr_plan *p = sr_plan_for(SR_PIPE_LOG, 0);
+    assert_non_null(p);
+    assert_string_equal(p->method, "/skywalking.v3.LogReportService/collect");
+    assert_int_equal(p->unit, SR_UNIT_EVENT);
+    assert_false(p->unary);
+    assert_false(p->group_by_key);
+    assert_false(p->call_per_group);
+}
+
+static void meter_plan_sends_one_collection_per_key(void **state)
+{
+    (void)state;
+    const struct sr_plan *p = sr_plan_for(SR_PIPE_METER, 0);
+    assert_non_null(p);
+    assert_string_equal(p->method, "/skywalking.v3.MeterReportService/collectBatch");
+    assert_int_equal(p->unit, SR_UNIT_GROUP);
+    assert_true(p->group_by_key);
+    assert_false(p->call_per_group);
+    assert_false(p->unary);
+}
+
+static void als_per_identifier_plan_opens_one_standard_stream_per_identity(void **state)
+{
+    (void)state;
+    const struct sr_plan *p = sr_plan_for(SR_PIPE_ALS, SR_ALS_PER_IDENTIFIER);
+    assert_non_null(p);
+    assert_string_equal(p->method, "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs");
+    assert_int_equal(p->unit, SR_UNIT_EVENT);
+    assert_true(p->group_by_key);
+    assert_true(p->call_per_group);
+    assert_false(p->unary);
+}
+
+static void als_satellite_plan_uses_one_satellite_stream(void **state)
+{
+    (void)state;
+    const struct sr_plan *p = sr_plan_for(SR_PIPE_ALS, SR_ALS_SATELLITE);
+    assert_non_null(p);
+    assert_string_equal(p->method,
+                        "/satellite.envoy.accesslog.v3.SatelliteAccessLogService/StreamAccessLogs");
+    assert_int_equal(p->unit, SR_UNIT_EVENT);
+    assert_false(p->group_by_key);
+    assert_false(p->call_per_group);
+    assert_false(p->unary);
+}
+
+static void every_served_pipe_has_a_plan(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sr_methods_count; i++)
+        assert_non_null(sr_plan_for(sr_methods[i].pipe, 0));
+    assert_null(sr_plan_for(SR_PIPE_COUNT, 0));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(segment_paths_map_to_segment_pipe),
+        cmocka_unit_test(log_paths_map_to_log_pipe_with_log_context),
+        cmocka_unit_test(meter_paths_map_to_meter_pipe),
+        cmocka_unit_test(als_v2_and_v3_paths_map_to_als_pipe_with_identifier_context),
+        cmocka_unit_test(context_specs_name_the_protocol_fields),
+        cmocka_unit_test(every_table_entry_is_found_by_its_own_path),
+        cmocka_unit_test(unknown_paths_are_not_served),
+        cmocka_unit_test(prefixes_and_extensions_of_paths_are_not_served),
+        cmocka_unit_test(lookup_uses_the_given_length_not_a_terminator),
+        cmocka_unit_test(segment_plan_follows_upstream_method_mode),
+        cmocka_unit_test(log_plan_streams_one_message_per_event),
+        cmocka_unit_test(meter_plan_sends_one_collection_per_key),
+        cmocka_unit_test(als_per_identifier_plan_opens_one_standard_stream_per_identity),
+        cmocka_unit_test(als_satellite_plan_uses_one_satellite_stream),
+        cmocka_unit_test(every_served_pipe_has_a_plan),
+    };
+    return cmocka_run_group_tests_name("method", tests, NULL, NULL);
+}
