@@ -118,10 +118,12 @@ static void prefixes_and_extensions_of_paths_are_not_served(void **state)
     for (size_t i = 0; i < sr_methods_count; i++) {
         const char *p = sr_methods[i].path;
         size_t n = strlen(p);
-        /* every proper prefix, e.g. ".../collect" of ".../collectInSync" */
+        /* every proper prefix is unknown, unless it is a path of its own
+         * (".../collect" of ".../collectInSync") and then it is that entry */
         for (size_t k = 0; k < n; k++) {
             const struct sr_method *m = sr_method_find(p, k);
-            if (m) fail_msg("prefix %.*s of %s found as %s", (int)k, p, p, m->path);
+            if (m && !(strlen(m->path) == k && memcmp(m->path, p, k) == 0))
+                fail_msg("prefix %.*s of %s found as %s", (int)k, p, p, m->path);
         }
         char longer[256];
         assert_true(n + 2 < sizeof(longer));
@@ -131,6 +133,21 @@ static void prefixes_and_extensions_of_paths_are_not_served(void **state)
         memcpy(longer + n, "X", 1);
         assert_null(sr_method_find(longer, n + 1));
     }
+}
+
+static void collect_is_not_confused_with_collect_in_sync_or_collect_batch(void **state)
+{
+    (void)state;
+    assert_int_equal(find("/skywalking.v3.TraceSegmentReportService/collect")->kind, SR_RK_MESSAGE);
+    assert_int_equal(find("/skywalking.v3.TraceSegmentReportService/collectInSync")->kind,
+                     SR_RK_SEGMENT_COLLECTION);
+    assert_int_equal(find("/skywalking.v3.MeterReportService/collect")->kind, SR_RK_MESSAGE);
+    assert_int_equal(find("/skywalking.v3.MeterReportService/collectBatch")->kind,
+                     SR_RK_METER_COLLECTION);
+    assert_null(find("/skywalking.v3.TraceSegmentReportService/collectIn"));
+    assert_null(find("/skywalking.v3.MeterReportService/collectB"));
+    assert_null(find("/skywalking.v3.TraceSegmentReportService/"));
+    assert_null(find("/skywalking.v3.TraceSegmentReportService"));
 }
 
 static void lookup_uses_the_given_length_not_a_terminator(void **state)
@@ -240,6 +257,7 @@ int main(void)
         cmocka_unit_test(every_table_entry_is_found_by_its_own_path),
         cmocka_unit_test(unknown_paths_are_not_served),
         cmocka_unit_test(prefixes_and_extensions_of_paths_are_not_served),
+        cmocka_unit_test(collect_is_not_confused_with_collect_in_sync_or_collect_batch),
         cmocka_unit_test(lookup_uses_the_given_length_not_a_terminator),
         cmocka_unit_test(segment_plan_follows_upstream_method_mode),
         cmocka_unit_test(log_plan_streams_one_message_per_event),
