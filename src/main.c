@@ -177,8 +177,8 @@ static char *listen_address(const char *a)
 
 static int run(const struct sr_config *cfg)
 {
-    grpc_arg args[5];
-    grpc_channel_args chargs = {.num_args = 5, .args = args};
+    grpc_arg args[6];
+    grpc_channel_args chargs = {.num_args = 6, .args = args};
     grpc_server_credentials *creds;
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int;
@@ -222,6 +222,11 @@ static int run(const struct sr_config *cfg)
     args[4].type = GRPC_ARG_INTEGER;
     args[4].key = (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
     args[4].value.integer = 1;
+    /* Off by default: with probing, chttp2 grows every stream's window to
+     * megabytes and buffers there, outside our bounded queues. */
+    args[5].type = GRPC_ARG_INTEGER;
+    args[5].key = (char *)GRPC_ARG_HTTP2_BDP_PROBE;
+    args[5].value.integer = cfg->server.http2_bdp_probe ? 1 : 0;
     rt.server = grpc_server_create(&chargs, NULL);
 
     rt.workers = calloc(rt.n_workers, sizeof(*rt.workers));

@@ -64,6 +64,7 @@ struct sr_config {
         uint32_t max_concurrent_streams;
         uint32_t keepalive_time_ms;
         uint32_t keepalive_timeout_ms;
+        bool http2_bdp_probe; /* let gRPC grow flow-control windows (more memory per stream) */
     } server;
 
     struct {

@@ -168,6 +168,7 @@ static const struct key keys[] = {
      NULL},
     {"server.keepalive_time", K_DURATION, OFF(cfg.server.keepalive_time_ms), SEC, 24 * HOUR, NULL},
     {"server.keepalive_timeout", K_DURATION, OFF(cfg.server.keepalive_timeout_ms), SEC, HOUR, NULL},
+    {"server.http2_bdp_probe", K_BOOL, OFF(cfg.server.http2_bdp_probe), 0, 0, NULL},
 
     {"upstream.finder", K_FINDER, 0, 0, 0, NULL},
     {"upstream.addresses", K_NODES, OFF(cfg.upstream.nodes), 0, 0, NULL},

@@ -92,6 +92,7 @@ static void assert_config_equal(const struct sr_config *a, const struct sr_confi
     assert_int_equal(a->server.max_concurrent_streams, b->server.max_concurrent_streams);
     assert_int_equal(a->server.keepalive_time_ms, b->server.keepalive_time_ms);
     assert_int_equal(a->server.keepalive_timeout_ms, b->server.keepalive_timeout_ms);
+    assert_int_equal(a->server.http2_bdp_probe, b->server.http2_bdp_probe);
 
     assert_int_equal(a->upstream.n_nodes, b->upstream.n_nodes);
     for (size_t i = 0; i < a->upstream.n_nodes; i++) {
@@ -149,7 +150,7 @@ static void defaults_match_shipped_yaml(void **state)
 /* Every documented key, as the shipped file spells it. */
 static const char *const documented_keys[] = {
     "server.address", "server.workers", "server.max_receive_message_size",
-    "server.max_concurrent_streams", "server.keepalive_time", "server.keepalive_timeout",
+    "server.max_concurrent_streams", "server.keepalive_time", "server.keepalive_timeout", "server.http2_bdp_probe",
     "upstream.finder", "upstream.addresses", "upstream.call_timeout", "upstream.backoff_initial",
     "upstream.backoff_max", "upstream.retry_max", "upstream.max_receive_message_size",
     "queue.max_events", "queue.max_bytes", "queue.full_wait",

@@ -517,6 +517,31 @@ static void log_same_identity_gives_same_key_across_streams(void **state)
     for (int i = 0; i < 4; i++) sr_stream_ctx_deinit(&ctx[i]);
 }
 
+static void log_long_identity_key_matches_key2_and_is_carried(void **state)
+{
+    /* long enough that the remembered fields live in heap slices */
+    static const char svc[] = "payments-gateway-service-with-a-long-name";
+    static const char inst[] = "payments-gateway-7d9f8c6b5-x2x4q@10.244.3.17";
+    struct sr_stream_ctx ctx;
+    uint64_t k0, k1;
+    (void)state;
+    sr_stream_ctx_init(&ctx);
+    struct buf m0 = pack_log(svc, inst, 1, "/a", "a");
+    struct buf m1 = pack_log(NULL, NULL, 2, "/b", "b");
+    Skywalking__V3__LogData *l = apply_log(&ctx, m0, NULL, &k0);
+    protobuf_c_message_free_unpacked(&l->base, NULL);
+    l = apply_log(&ctx, m1, NULL, &k1);
+    assert_string_equal(l->service, svc);
+    assert_string_equal(l->serviceinstance, inst);
+    assert_log_own_fields(l, 2, "/b", "b");
+    protobuf_c_message_free_unpacked(&l->base, NULL);
+    assert_true(k0 == k1);
+    assert_true(k0 == sr_ctx_key2((const uint8_t *)svc, strlen(svc), (const uint8_t *)inst, strlen(inst)));
+    free(m0.p);
+    free(m1.p);
+    sr_stream_ctx_deinit(&ctx);
+}
+
 static void log_malformed_message_is_rejected_and_context_unchanged(void **state)
 {
     struct sr_stream_ctx ctx;
@@ -1207,6 +1232,7 @@ int main(void)
         cmocka_unit_test(log_explicitly_empty_service_does_not_replace_context),
         cmocka_unit_test(log_contexts_of_two_streams_do_not_mix),
         cmocka_unit_test(log_same_identity_gives_same_key_across_streams),
+        cmocka_unit_test(log_long_identity_key_matches_key2_and_is_carried),
         cmocka_unit_test(log_malformed_message_is_rejected_and_context_unchanged),
         cmocka_unit_test(ctx_deinit_forgets_the_context),
         cmocka_unit_test(key2_separates_service_from_instance),

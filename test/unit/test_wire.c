@@ -352,6 +352,17 @@ static void scan_rejects_malformed_tail_after_wanted_field(void **state)
     expect_malformed(msg, sizeof(msg));
 }
 
+static void scan_rejects_messages_of_4gib_or_more_without_reading(void **state)
+{
+    /* offsets are 32-bit: a larger message is refused up front (the buffer here is
+     * tiny, so reading it would be caught by ASan) */
+    static const uint8_t msg[] = {0x08, 0x01};
+    static const uint32_t want[] = {1};
+    struct sr_pb_field out[1];
+    (void)state;
+    assert_int_equal(sr_pb_scan(msg, (size_t)UINT32_MAX + 1, want, 1, out), SR_PB_EMALFORMED);
+}
+
 /* ---- real encodings from protobuf-c ---- */
 
 static uint8_t *pack_msg(const ProtobufCMessage *m, size_t *len)
@@ -533,6 +544,7 @@ int main(void)
         cmocka_unit_test(scan_rejects_field_number_0),
         cmocka_unit_test(scan_rejects_truncated_fixed32_and_fixed64),
         cmocka_unit_test(scan_rejects_malformed_tail_after_wanted_field),
+        cmocka_unit_test(scan_rejects_messages_of_4gib_or_more_without_reading),
         cmocka_unit_test(scan_finds_fields_of_packed_segment_object),
         cmocka_unit_test(scan_finds_fields_of_packed_log_data),
         cmocka_unit_test(hash64_matches_fnv1a_reference_vectors),
