@@ -492,11 +492,13 @@ static void *worker_main(void *arg)
     bool abandoned = false;
 
     for (int i = 0; i < PENDING_REQUESTS; i++) arm_request(w);
+    w->now_ms = sr_now_ms();
     for (;;) {
         int64_t wake = INT64_MAX, t;
         grpc_event ev;
 
-        w->now_ms = sr_now_ms();
+        /* now_ms was read when the last event arrived (or the wait timed out):
+         * one clock read per loop turn. */
         if (atomic_load_explicit(&w->rt->force_stop, memory_order_relaxed) && !abandoned) {
             abandoned = true;
             for (int i = 0; i < SR_PIPE_COUNT; i++)
@@ -522,9 +524,9 @@ static void *worker_main(void *arg)
         if (wake > w->now_ms + MAX_WAIT_MS) wake = w->now_ms + MAX_WAIT_MS;
         ev = grpc_completion_queue_next(w->cq, ms_to_deadline(wake), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+        w->now_ms = sr_now_ms();
         if (ev.type == GRPC_OP_COMPLETE) {
             struct sr_tag *tag = ev.tag;
-            w->now_ms = sr_now_ms();
             tag->fn(w, tag, ev.success != 0);
         }
     }
