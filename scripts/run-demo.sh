@@ -61,7 +61,7 @@ for p in sys.argv[1:]:
     s = json.load(open(p))
     print("%-8s %9d %6d %7d %9d" % (s["name"], s["segments"]["total"], s["logs"]["total"],
                                     s["meters"]["total"], s["als"]["total"]))
-print("(sent: 4000 segments, 800 logs, 400 meter data, 400 ALS messages x entries)")
+print("(sent: 4000 segments, 800 logs, 400 meter data, 4000 ALS log entries in 400 messages)")
 PY
 echo
 echo "skyrelay keeps serving on :$PORT (log: $DIR/skyrelay.log). Ctrl-C to stop."

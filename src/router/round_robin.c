@@ -9,9 +9,10 @@ struct rr {
     size_t cursor;
 };
 
-static struct sr_balancer *rr_create(struct sr_upstream *up)
+static struct sr_balancer *rr_create(struct sr_upstream *up, const struct sr_balancer_opts *opts)
 {
     struct rr *r = calloc(1, sizeof(*r));
+    (void)opts;
     if (!r) return NULL;
     r->super.type = &sr_balancer_round_robin;
     r->super.up = up;
