@@ -20,8 +20,8 @@ struct sr_balancer;
 
 /* Create-time options. A NULL pointer, or a field left 0, means the default. */
 struct sr_balancer_opts {
-    uint32_t lru_size;   /* "fixed": keys pinned at most (SR_LRU_DEFAULT_SIZE, 5000) */
-    uint32_t lru_ttl_ms; /* "fixed": a pin unused this long expires (SR_LRU_DEFAULT_TTL_MS, 180 s) */
+    uint32_t lru_size;   /* "fixed": most keys pinned (SR_LRU_DEFAULT_SIZE: 5000) */
+    uint32_t lru_ttl_ms; /* "fixed": an unused pin expires after (SR_LRU_DEFAULT_TTL_MS: 180 s) */
 };
 
 struct sr_balancer_type {

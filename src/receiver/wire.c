@@ -27,13 +27,27 @@ size_t sr_pb_put_varint(uint8_t *out, uint64_t v)
     return i;
 }
 
+/* Tags and lengths are almost always 1 or 2 bytes: decode those inline. */
+static inline size_t varint_fast(const uint8_t *p, size_t n, uint64_t *v)
+{
+    if (n >= 1 && p[0] < 0x80) {
+        *v = p[0];
+        return 1;
+    }
+    if (n >= 2 && p[1] < 0x80) {
+        *v = (uint64_t)(p[0] & 0x7f) | ((uint64_t)p[1] << 7);
+        return 2;
+    }
+    return sr_pb_varint(p, n, v);
+}
+
 int sr_pb_next(const uint8_t *p, size_t n, size_t *pos, struct sr_pb_field *f)
 {
     size_t at = *pos, k;
     uint64_t tag, len;
 
     if (at >= n) return 0;
-    k = sr_pb_varint(p + at, n - at, &tag);
+    k = varint_fast(p + at, n - at, &tag);
     if (k == 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return SR_PB_EMALFORMED;
     f->number = (uint32_t)(tag >> 3);
     f->wire_type = (uint8_t)(tag & 7);
@@ -42,7 +56,7 @@ int sr_pb_next(const uint8_t *p, size_t n, size_t *pos, struct sr_pb_field *f)
     at += k;
     switch (f->wire_type) {
     case SR_WT_VARINT:
-        k = sr_pb_varint(p + at, n - at, &f->varint);
+        k = varint_fast(p + at, n - at, &f->varint);
         if (k == 0) return SR_PB_EMALFORMED;
         f->val_off = (uint32_t)at;
         f->val_len = (uint32_t)k;
@@ -57,7 +71,7 @@ int sr_pb_next(const uint8_t *p, size_t n, size_t *pos, struct sr_pb_field *f)
         at += k;
         break;
     case SR_WT_LEN:
-        k = sr_pb_varint(p + at, n - at, &len);
+        k = varint_fast(p + at, n - at, &len);
         if (k == 0) return SR_PB_EMALFORMED;
         at += k;
         if (len > n - at) return SR_PB_EMALFORMED;

@@ -337,6 +337,7 @@ static void drop_batch(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batc
 /* All calls of an attempt ended. */
 static void batch_done(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b)
 {
+    p->dirty = true; /* a slot may be free, or a retry is due */
     if (b->failed_status == 0) {
         SR_CNT_ADD(w->ctr.pipe[p->id].sent_batches, 1);
         if (sr_partition_complete(&p->part, b)) sr_worker_room(w, p);

@@ -233,6 +233,7 @@ static bool push_held(struct sr_worker *w, struct sr_dcall *dc)
         return false;
     SR_CNT_ADD(w->ctr.pipe[p->id].recv_events, 1);
     SR_CNT_ADD(w->ctr.pipe[p->id].recv_bytes, bytes);
+    p->dirty = true;
     dc->held_prefix = grpc_empty_slice();
     dc->held_body = grpc_empty_slice();
     dc->held_items = 0;
@@ -260,6 +261,7 @@ static bool push_collection(struct sr_worker *w, struct sr_dcall *dc)
         }
         SR_CNT_ADD(w->ctr.pipe[p->id].recv_events, 1);
         SR_CNT_ADD(w->ctr.pipe[p->id].recv_bytes, f.val_len);
+        p->dirty = true;
     }
     drop_held(dc);
     dc->held_pos = 0;
@@ -495,6 +497,7 @@ static void *worker_main(void *arg)
     w->now_ms = sr_now_ms();
     for (;;) {
         int64_t wake = INT64_MAX, t;
+        bool draining;
         grpc_event ev;
 
         /* now_ms was read when the last event arrived (or the wait timed out):
@@ -504,17 +507,23 @@ static void *worker_main(void *arg)
             for (int i = 0; i < SR_PIPE_COUNT; i++)
                 sr_sender_abandon(w, &w->pipes[i], SR_DROP_SHUTDOWN);
         }
+        draining = atomic_load_explicit(&w->rt->draining, memory_order_relaxed);
         for (int i = 0; i < SR_PIPE_COUNT; i++) {
             struct sr_pipe_rt *p = &w->pipes[i];
             if (!p->cfg->enabled) continue;
-            t = expire_waiters(w, p);
-            if (t < wake) wake = t;
-            if (!abandoned) {
-                t = sr_sender_service(w, p, w->now_ms);
+            if (p->wait_head) {
+                t = p->wait_head->wait_deadline <= w->now_ms ? expire_waiters(w, p)
+                                                             : p->wait_head->wait_deadline;
                 if (t < wake) wake = t;
             }
+            /* The sender runs only when its pipe changed or its timer is due. */
+            if (!abandoned && (p->dirty || draining || w->now_ms >= p->wake_ms)) {
+                p->dirty = false;
+                p->wake_ms = sr_sender_service(w, p, w->now_ms);
+            }
+            if (p->wake_ms < wake) wake = p->wake_ms;
         }
-        if (!w->drained && atomic_load_explicit(&w->rt->draining, memory_order_relaxed) &&
+        if (!w->drained && draining &&
             atomic_load_explicit(&w->rt->server_shutdown_done, memory_order_relaxed) &&
             w->live_dcalls == 0 && w->pending_requests == 0 && w->live_ucalls == 0 &&
             (abandoned || partitions_empty(w))) {
@@ -562,12 +571,13 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
         p->cfg = pc;
         p->plan = sr_plan_for(p->id, pc->mode);
         p->method = grpc_slice_from_static_string(p->plan->method);
+        p->wake_ms = INT64_MAX;
         if (!pc->enabled) continue;
         /* The pipe's bounds are split evenly over the worker partitions. */
         if (sr_partition_init(&p->part, (pc->queue.max_events + nw - 1) / nw,
                               (pc->queue.max_bytes + nw - 1) / nw, pc->sender.max_inflight) != 0)
             return -1;
-        p->balancer = sr_balancer_round_robin.create(&rt->up);
+        p->balancer = sr_balancer_round_robin.create(&rt->up, NULL);
         if (!p->balancer) return -1;
     }
     return 0;

@@ -34,7 +34,7 @@ static void fixture_init(struct fixture *f, size_t n)
     f->up.n_nodes = n;
     f->up.backoff_initial_ms = 200;
     f->up.backoff_max_ms = 10000;
-    f->b = sr_balancer_round_robin.create(&f->up);
+    f->b = sr_balancer_round_robin.create(&f->up, NULL);
     assert_non_null(f->b);
 }
 
@@ -192,7 +192,7 @@ static void rr_instances_keep_independent_cursors(void **state)
     struct fixture f;
     (void)state;
     fixture_init(&f, N_NODES);
-    struct sr_balancer *other = sr_balancer_round_robin.create(&f.up);
+    struct sr_balancer *other = sr_balancer_round_robin.create(&f.up, NULL);
     int64_t retry;
     assert_non_null(other);
     assert_int_equal(pick_index(&f, 0, 0), 0);
