@@ -42,11 +42,25 @@ struct sr_sender_config {
     uint32_t max_inflight;     /* upstream batches in flight per worker partition */
 };
 
+/* pipes.<name>.routing.policy */
+enum sr_routing_policy {
+    SR_ROUTE_ROUND_ROBIN = 0,     /* per batch, in order */
+    SR_ROUTE_WEIGHTED_ROUND_ROBIN, /* smooth WRR over node weights (nginx semantics) */
+    SR_ROUTE_FIXED,               /* rendezvous hashing of the event key + LRU pin */
+};
+
+struct sr_routing_config {
+    int policy;           /* enum sr_routing_policy */
+    uint32_t lru_size;    /* fixed: keys pinned to their node */
+    uint32_t lru_ttl_ms;  /* fixed: a pin unused this long expires (sliding) */
+};
+
 struct sr_pipe_config {
     bool enabled;
     int mode; /* enum sr_segment_mode for SR_PIPE_SEGMENT, enum sr_als_mode for SR_PIPE_ALS, else 0 */
     struct sr_queue_config queue;
     struct sr_sender_config sender;
+    struct sr_routing_config routing;
 };
 
 struct sr_node_config {

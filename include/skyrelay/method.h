@@ -22,6 +22,10 @@ struct sr_method {
     enum sr_pipe_id pipe;
     enum sr_recv_kind kind;
     const struct sr_ctx_spec *ctx; /* NULL: no stream context */
+    /* Without stream context: the fields of the message (or of each segment of a
+     * collection) whose values form the event key for keyed routing:
+     * (service, serviceInstance). 0 = none. */
+    uint32_t key_fields[2];
 };
 
 /* Looks a method path up. Returns NULL when skyrelay does not serve it. */

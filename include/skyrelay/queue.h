@@ -41,7 +41,9 @@ struct sr_group {
     uint64_t key;
     uint32_t off; /* into sr_batch.order */
     uint32_t n;
-    uint8_t done; /* delivered (only tracked when one upstream call per group) */
+    uint8_t done;     /* delivered */
+    uint8_t assigned; /* scratch: already put into a call of this attempt */
+    void *node;       /* node of the current attempt (struct sr_node *) */
 };
 
 struct sr_batch {
@@ -54,13 +56,13 @@ struct sr_batch {
     int64_t first_attempt_ms;
     int64_t not_before_ms; /* SR_BATCH_WAIT: earliest retry */
     uint64_t tried;        /* bitmap of node indexes tried in the current round */
-    /* grouping (filled by the sender when the pipe groups by key) */
+    /* grouping (filled by the sender on the first attempt; one group when the
+     * pipe neither groups nor routes by key) */
     uint32_t *order; /* event offsets (0..count) grouped by key, stable */
     struct sr_group *groups;
     uint32_t n_groups;
     uint32_t calls_pending;
     int failed_status; /* worst status of this attempt's calls, 0 = all OK */
-    void *node;        /* node of the current attempt (struct sr_node *) */
 };
 
 struct sr_partition {

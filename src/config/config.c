@@ -82,7 +82,12 @@ void sr_config_defaults(struct sr_config *cfg)
         cfg->pipes[i].mode = 0; /* SR_SEGMENT_COLLECT, SR_ALS_PER_IDENTIFIER */
         cfg->pipes[i].queue = default_queue;
         cfg->pipes[i].sender = default_sender;
+        cfg->pipes[i].routing.policy = SR_ROUTE_ROUND_ROBIN;
+        cfg->pipes[i].routing.lru_size = 5000;
+        cfg->pipes[i].routing.lru_ttl_ms = 180 * SEC;
     }
+    /* OAP's meter analysis keeps per-instance state on one node: route meters by instance. */
+    cfg->pipes[SR_PIPE_METER].routing.policy = SR_ROUTE_FIXED;
 
     cfg->log.level = SR_LOG_INFO;
     cfg->shutdown.grace_period_ms = 20 * SEC;
@@ -137,6 +142,7 @@ struct key {
 
 static const char *const segment_methods[] = {
     [SR_SEGMENT_COLLECT] = "collect", [SR_SEGMENT_COLLECT_IN_SYNC] = "collect_in_sync", NULL};
+static const char *const routing_policies[] = {"round_robin", "weighted_round_robin", "fixed", NULL};
 static const char *const als_methods[] = {
     [SR_ALS_PER_IDENTIFIER] = "per_identifier", [SR_ALS_SATELLITE] = "satellite", NULL};
 
@@ -157,7 +163,13 @@ static const char *const als_methods[] = {
     {"pipes." name ".sender.linger", K_DURATION, OFF(cfg.pipes[id].sender.linger_ms), 1,          \
      60 * SEC, NULL},                                                                              \
     {"pipes." name ".sender.max_inflight", K_U32, OFF(cfg.pipes[id].sender.max_inflight), 1, 64,  \
-     NULL}
+     NULL},                                                                                        \
+    {"pipes." name ".routing.policy", K_ENUM, OFF(cfg.pipes[id].routing.policy), 0, 0,            \
+     routing_policies},                                                                            \
+    {"pipes." name ".routing.lru_size", K_U32, OFF(cfg.pipes[id].routing.lru_size), 1,            \
+     1u << 24, NULL},                                                                              \
+    {"pipes." name ".routing.lru_ttl", K_DURATION, OFF(cfg.pipes[id].routing.lru_ttl_ms), 1000,   \
+     24 * HOUR, NULL}
 
 static const struct key keys[] = {
     {"server.address", K_LISTEN, OFF(cfg.server.address), 0, 0, NULL},

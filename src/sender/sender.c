@@ -31,8 +31,11 @@ struct sr_ucall {
     struct sr_pipe_rt *pipe;
     struct sr_batch *batch;
     struct sr_node *node;
-    uint32_t group; /* group index when the plan has one call per group, else UINT32_MAX */
+    uint32_t *gl; /* groups carried by this call (indexes into batch->groups) */
+    uint32_t n_gl;
+    uint32_t g1;  /* storage for gl when the call carries one group */
     uint32_t n_msgs, next_msg;
+    uint32_t cur_g, cur_e; /* SR_UNIT_EVENT cursor: group (in gl) and event within it */
     uint32_t events;
     bool send_done, recv_done;
     grpc_byte_buffer *sbuf;
@@ -70,18 +73,27 @@ static struct sr_event *ev_at(struct sr_pipe_rt *p, struct sr_batch *b, uint32_t
     return sr_partition_at(&p->part, b->start + i);
 }
 
-/* Groups the batch's events by key, stable: fills b->order and b->groups. */
-static int build_groups(struct sr_pipe_rt *p, struct sr_batch *b)
+/* Fills b->order and b->groups: events grouped by key (stable), or one group
+ * holding every event in order when by_key is false. */
+static int build_groups(struct sr_pipe_rt *p, struct sr_batch *b, bool by_key)
 {
-    uint32_t tsize = 16, *tab = NULL, *gid = NULL, *cur = NULL;
+    uint32_t tsize = 16, *tab = NULL, *gid = NULL, *cur;
     int rc = -1;
 
     if (!b->order) b->order = malloc(sizeof(*b->order) * p->cfg->sender.max_batch_events);
     if (!b->groups) b->groups = malloc(sizeof(*b->groups) * p->cfg->sender.max_batch_events);
+    if (!b->order || !b->groups) return -1;
+    memset(b->groups, 0, sizeof(*b->groups));
+    if (!by_key) {
+        b->n_groups = 1;
+        b->groups[0].n = b->count;
+        for (uint32_t i = 0; i < b->count; i++) b->order[i] = i;
+        return 0;
+    }
     while (tsize < b->count * 2) tsize <<= 1;
     tab = calloc(tsize, sizeof(*tab));
     gid = malloc(sizeof(*gid) * b->count);
-    if (!b->order || !b->groups || !tab || !gid) goto out;
+    if (!tab || !gid) goto out;
 
     b->n_groups = 0;
     for (uint32_t i = 0; i < b->count; i++) {
@@ -90,9 +102,8 @@ static int build_groups(struct sr_pipe_rt *p, struct sr_batch *b)
         while (tab[h] && b->groups[tab[h] - 1].key != key) h = (h + 1) & (tsize - 1);
         if (!tab[h]) {
             struct sr_group *g = &b->groups[b->n_groups];
+            memset(g, 0, sizeof(*g));
             g->key = key;
-            g->n = 0;
-            g->done = 0;
             tab[h] = ++b->n_groups;
         }
         gid[i] = tab[h] - 1;
@@ -131,7 +142,14 @@ static void add_wrapped(grpc_slice_buffer *sb, const struct sr_event *e)
     add_ref(sb, e->body);
 }
 
-static grpc_byte_buffer *build_message(struct sr_ucall *uc, uint32_t i)
+static void add_group_wrapped(grpc_slice_buffer *sb, struct sr_pipe_rt *p, struct sr_batch *b,
+                              const struct sr_group *g)
+{
+    for (uint32_t k = 0; k < g->n; k++) add_wrapped(sb, ev_at(p, b, b->order[g->off + k]));
+}
+
+/* Builds the call's next message (messages are sent in order, one at a time). */
+static grpc_byte_buffer *build_message(struct sr_ucall *uc)
 {
     struct sr_pipe_rt *p = uc->pipe;
     struct sr_batch *b = uc->batch;
@@ -140,20 +158,21 @@ static grpc_byte_buffer *build_message(struct sr_ucall *uc, uint32_t i)
 
     switch (p->plan->unit) {
     case SR_UNIT_EVENT: {
-        uint32_t idx = i;
-        if (uc->group != UINT32_MAX) idx = b->order[b->groups[uc->group].off + i];
-        struct sr_event *e = ev_at(p, b, idx);
+        struct sr_group *g = &b->groups[uc->gl[uc->cur_g]];
+        struct sr_event *e = ev_at(p, b, b->order[g->off + uc->cur_e]);
         add_ref(sb, e->prefix);
         add_ref(sb, e->body);
+        if (++uc->cur_e == g->n) {
+            uc->cur_g++;
+            uc->cur_e = 0;
+        }
         break;
     }
-    case SR_UNIT_GROUP: {
-        struct sr_group *g = &b->groups[i];
-        for (uint32_t k = 0; k < g->n; k++) add_wrapped(sb, ev_at(p, b, b->order[g->off + k]));
+    case SR_UNIT_GROUP:
+        add_group_wrapped(sb, p, b, &b->groups[uc->gl[uc->next_msg]]);
         break;
-    }
     case SR_UNIT_CALL:
-        for (uint32_t k = 0; k < b->count; k++) add_wrapped(sb, ev_at(p, b, k));
+        for (uint32_t k = 0; k < uc->n_gl; k++) add_group_wrapped(sb, p, b, &b->groups[uc->gl[k]]);
         break;
     }
     return bb;
@@ -170,7 +189,7 @@ static bool send_next(struct sr_ucall *uc, bool first)
         ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
         n++;
     }
-    uc->sbuf = build_message(uc, uc->next_msg);
+    uc->sbuf = build_message(uc);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n].flags = last ? 0 : GRPC_WRITE_BUFFER_HINT;
     ops[n].data.send_message.send_message = uc->sbuf;
@@ -189,15 +208,40 @@ static bool send_next(struct sr_ucall *uc, bool first)
 
 static void batch_done(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b);
 
+static void free_ucall(struct sr_worker *w, struct sr_ucall *uc)
+{
+    if (uc->call) {
+        if (uc->prev)
+            uc->prev->next = uc->next;
+        else
+            w->ucalls = uc->next;
+        if (uc->next) uc->next->prev = uc->prev;
+        grpc_call_unref(uc->call);
+        w->live_ucalls--;
+    }
+    if (uc->sbuf) grpc_byte_buffer_destroy(uc->sbuf);
+    if (uc->rbuf) grpc_byte_buffer_destroy(uc->rbuf);
+    grpc_metadata_array_destroy(&uc->init_md);
+    grpc_metadata_array_destroy(&uc->trail_md);
+    grpc_slice_unref(uc->details);
+    if (uc->error_string) gpr_free((void *)uc->error_string);
+    if (uc->gl != &uc->g1) free(uc->gl);
+    free(uc);
+}
+
+/* Starts one upstream call to `node` carrying the groups gl[0..n) (takes gl
+ * unless it is a single group). On failure to start, marks the attempt failed. */
 static void start_call(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b,
-                       struct sr_node *node, uint32_t group)
+                       struct sr_node *node, uint32_t *gl, uint32_t n_gl)
 {
     struct sr_ucall *uc = calloc(1, sizeof(*uc));
     const struct sr_config *cfg = w->rt->cfg;
-    gpr_timespec deadline;
+    int64_t dl = w->now_ms + cfg->upstream.call_timeout_ms;
+    gpr_timespec deadline = {dl / 1000, (int32_t)((dl % 1000) * 1000000), GPR_CLOCK_MONOTONIC};
     grpc_op ops[3];
 
     if (!uc) {
+        if (n_gl > 1) free(gl);
         b->failed_status = GRPC_STATUS_RESOURCE_EXHAUSTED;
         return;
     }
@@ -206,29 +250,31 @@ static void start_call(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batc
     uc->pipe = p;
     uc->batch = b;
     uc->node = node;
-    uc->group = group;
     uc->details = grpc_empty_slice();
     grpc_metadata_array_init(&uc->init_md);
     grpc_metadata_array_init(&uc->trail_md);
+    if (n_gl == 1) {
+        uc->g1 = gl[0];
+        uc->gl = &uc->g1;
+    } else {
+        uc->gl = gl;
+    }
+    uc->n_gl = n_gl;
+    for (uint32_t k = 0; k < n_gl; k++) uc->events += b->groups[uc->gl[k]].n;
     switch (p->plan->unit) {
     case SR_UNIT_EVENT:
-        uc->n_msgs = group == UINT32_MAX ? b->count : b->groups[group].n;
+        uc->n_msgs = uc->events;
         break;
     case SR_UNIT_GROUP:
-        uc->n_msgs = b->n_groups;
+        uc->n_msgs = n_gl;
         break;
     case SR_UNIT_CALL:
         uc->n_msgs = 1;
         break;
     }
-    uc->events = group == UINT32_MAX ? b->count : b->groups[group].n;
 
-    deadline.tv_sec = (w->now_ms + cfg->upstream.call_timeout_ms) / 1000;
-    deadline.tv_nsec = (int32_t)(((w->now_ms + cfg->upstream.call_timeout_ms) % 1000) * 1000000);
-    deadline.clock_type = GPR_CLOCK_MONOTONIC;
     uc->call = grpc_channel_create_call(node->channel, NULL, GRPC_PROPAGATE_DEFAULTS, w->cq,
                                         p->method, NULL, deadline, NULL);
-
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[0].data.recv_initial_metadata.recv_initial_metadata = &uc->init_md;
@@ -242,14 +288,11 @@ static void start_call(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batc
     if (!uc->call || grpc_call_start_batch(uc->call, ops, 3, &uc->t_recv, NULL) != GRPC_CALL_OK) {
         SR_LOG_RL(SR_LOG_ERROR, "sender", "cannot start upstream call to %s", node->address);
         if (uc->call) grpc_call_unref(uc->call);
-        grpc_metadata_array_destroy(&uc->init_md);
-        grpc_metadata_array_destroy(&uc->trail_md);
-        free(uc);
+        uc->call = NULL;
+        free_ucall(w, uc);
         b->failed_status = GRPC_STATUS_UNAVAILABLE;
         return;
     }
-    if (!send_next(uc, true)) uc->send_done = true; /* the recv batch reports the status */
-
     uc->next = w->ucalls;
     uc->prev = NULL;
     if (uc->next) uc->next->prev = uc;
@@ -257,92 +300,134 @@ static void start_call(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batc
     b->calls_pending++;
     w->live_ucalls++;
     SR_CNT_ADD(w->ctr.pipe[p->id].upstream_calls, 1);
+    if (!send_next(uc, true)) uc->send_done = true; /* the recv batch reports the status */
 }
 
-static void free_ucall(struct sr_worker *w, struct sr_ucall *uc)
+static struct sr_node *pick(struct sr_pipe_rt *p, struct sr_batch *b, uint64_t key, int64_t now,
+                            int64_t *retry_at)
 {
-    if (uc->prev)
-        uc->prev->next = uc->next;
-    else
-        w->ucalls = uc->next;
-    if (uc->next) uc->next->prev = uc->prev;
-    if (uc->sbuf) grpc_byte_buffer_destroy(uc->sbuf);
-    if (uc->rbuf) grpc_byte_buffer_destroy(uc->rbuf);
-    grpc_metadata_array_destroy(&uc->init_md);
-    grpc_metadata_array_destroy(&uc->trail_md);
-    grpc_slice_unref(uc->details);
-    if (uc->error_string) gpr_free((void *)uc->error_string);
-    grpc_call_unref(uc->call);
-    free(uc);
-    w->live_ucalls--;
+    struct sr_node *node = p->balancer->type->pick(p->balancer, key, b->tried, now, retry_at);
+    if (!node && b->tried) /* every untried candidate is down: try the others again */
+        node = p->balancer->type->pick(p->balancer, key, 0, now, retry_at);
+    return node;
 }
 
-/* Starts (or restarts) an attempt of batch b on the next node. */
+static void wait_for_node(struct sr_worker *w, struct sr_batch *b, int64_t retry_at)
+{
+    b->state = SR_BATCH_WAIT;
+    b->not_before_ms = retry_at == INT64_MAX ? w->now_ms + 100 : retry_at;
+    if (b->not_before_ms <= w->now_ms) b->not_before_ms = w->now_ms + 1;
+}
+
+/* Starts (or restarts) an attempt of batch b: chooses a node for every group
+ * not yet delivered, then one call per node (or per group). */
 static void attempt(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b)
 {
+    bool keyed = p->cfg->routing.policy == SR_ROUTE_FIXED;
     int64_t retry_at = INT64_MAX;
-    struct sr_node *node;
+    uint64_t used = 0;
 
-    node = p->balancer->type->pick(p->balancer, 0, b->tried, w->now_ms, &retry_at);
-    if (!node && b->tried) { /* every untried node is down: start a new round */
-        b->tried = 0;
-        node = p->balancer->type->pick(p->balancer, 0, 0, w->now_ms, &retry_at);
-    }
-    if (!node) {
-        b->state = SR_BATCH_WAIT;
-        b->not_before_ms = retry_at == INT64_MAX ? w->now_ms + 100 : retry_at;
-        if (b->not_before_ms <= w->now_ms) b->not_before_ms = w->now_ms + 1;
-        return;
-    }
-    if (p->plan->group_by_key && b->attempts == 0 && build_groups(p, b) != 0) {
+    if (b->attempts == 0 && build_groups(p, b, p->plan->group_by_key || keyed) != 0) {
         SR_LOG_RL(SR_LOG_ERROR, "sender", "out of memory grouping a batch; will retry");
-        b->state = SR_BATCH_WAIT;
-        b->not_before_ms = w->now_ms + 100;
+        wait_for_node(w, b, w->now_ms + 100);
         return;
+    }
+    if (keyed) {
+        for (uint32_t g = 0; g < b->n_groups; g++) {
+            struct sr_group *gr = &b->groups[g];
+            if (gr->done) continue;
+            gr->node = pick(p, b, gr->key, w->now_ms, &retry_at);
+            if (!gr->node) {
+                wait_for_node(w, b, retry_at);
+                return;
+            }
+        }
+    } else {
+        struct sr_node *node = pick(p, b, 0, w->now_ms, &retry_at);
+        if (!node) {
+            wait_for_node(w, b, retry_at);
+            return;
+        }
+        for (uint32_t g = 0; g < b->n_groups; g++) b->groups[g].node = node;
     }
     if (b->attempts > 0) {
+        uint32_t left = 0;
+        for (uint32_t g = 0; g < b->n_groups; g++)
+            if (!b->groups[g].done) left += b->groups[g].n;
         SR_CNT_ADD(w->ctr.pipe[p->id].retried_batches, 1);
-        SR_CNT_ADD(w->ctr.pipe[p->id].retried_events, b->count);
+        SR_CNT_ADD(w->ctr.pipe[p->id].retried_events, left);
     }
     b->attempts++;
-    b->node = node;
-    b->tried |= sr_node_bit(node);
     b->state = SR_BATCH_SENDING;
     b->failed_status = 0;
     b->calls_pending = 0;
-    if (p->plan->call_per_group) {
-        for (uint32_t g = 0; g < b->n_groups; g++)
-            if (!b->groups[g].done) start_call(w, p, b, node, g);
-    } else {
-        start_call(w, p, b, node, UINT32_MAX);
+    for (uint32_t g = 0; g < b->n_groups; g++) b->groups[g].assigned = b->groups[g].done;
+
+    for (uint32_t g = 0; g < b->n_groups; g++) {
+        struct sr_group *gr = &b->groups[g];
+        uint32_t n = 0, *gl;
+        if (gr->assigned) continue;
+        used |= sr_node_bit(gr->node);
+        if (p->plan->call_per_group) {
+            gr->assigned = 1;
+            start_call(w, p, b, gr->node, &g, 1);
+            continue;
+        }
+        /* every remaining group bound for the same node goes into one call */
+        for (uint32_t h = g; h < b->n_groups; h++)
+            if (!b->groups[h].assigned && b->groups[h].node == gr->node) n++;
+        gl = n > 1 ? malloc(sizeof(*gl) * n) : NULL;
+        if (n > 1 && !gl) {
+            b->failed_status = GRPC_STATUS_RESOURCE_EXHAUSTED;
+            break;
+        }
+        if (n == 1) {
+            gr->assigned = 1;
+            start_call(w, p, b, gr->node, &g, 1);
+            continue;
+        }
+        n = 0;
+        for (uint32_t h = g; h < b->n_groups; h++)
+            if (!b->groups[h].assigned && b->groups[h].node == gr->node) {
+                b->groups[h].assigned = 1;
+                gl[n++] = h;
+            }
+        start_call(w, p, b, gr->node, gl, n);
     }
+    b->tried |= used;
     if (b->calls_pending == 0) batch_done(w, p, b); /* nothing could start */
+}
+
+static uint32_t undelivered(const struct sr_batch *b)
+{
+    uint32_t left = 0;
+    if (b->n_groups == 0) return b->count;
+    for (uint32_t g = 0; g < b->n_groups; g++)
+        if (!b->groups[g].done) left += b->groups[g].n;
+    return left;
 }
 
 static void drop_batch(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b,
                        enum sr_drop_reason reason)
 {
-    uint32_t left = b->count;
-    if (p->plan->call_per_group && b->n_groups) {
-        left = 0;
-        for (uint32_t g = 0; g < b->n_groups; g++)
-            if (!b->groups[g].done) left += b->groups[g].n;
-    }
+    uint32_t left = undelivered(b);
     SR_CNT_ADD(w->ctr.pipe[p->id].dropped_events[reason], left);
-    SR_LOG_RL(SR_LOG_ERROR, "sender", "pipe %s: dropped a batch of %u events: %s (last status %d)",
+    SR_LOG_RL(SR_LOG_ERROR, "sender", "pipe %s: dropped %u events: %s (last status %d)",
               sr_pipe_name(p->id), left, sr_drop_reason_name(reason), b->failed_status);
+    p->dirty = true;
     if (sr_partition_complete(&p->part, b)) sr_worker_room(w, p);
 }
 
-/* All calls of an attempt ended. */
+/* Every call of an attempt ended. */
 static void batch_done(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b)
 {
     p->dirty = true; /* a slot may be free, or a retry is due */
-    if (b->failed_status == 0) {
+    if (undelivered(b) == 0) {
         SR_CNT_ADD(w->ctr.pipe[p->id].sent_batches, 1);
         if (sr_partition_complete(&p->part, b)) sr_worker_room(w, p);
         return;
     }
+    if (b->failed_status == 0) b->failed_status = GRPC_STATUS_UNKNOWN;
     if (atomic_load(&w->rt->force_stop)) {
         drop_batch(w, p, b, SR_DROP_SHUTDOWN);
     } else if (!retryable((grpc_status_code)b->failed_status)) {
@@ -350,7 +435,7 @@ static void batch_done(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batc
     } else if (w->now_ms - b->first_attempt_ms >= (int64_t)w->rt->cfg->upstream.retry_max_ms) {
         drop_batch(w, p, b, SR_DROP_RETRY_EXHAUSTED);
     } else {
-        b->state = SR_BATCH_WAIT; /* re-sent to the next node by sr_sender_service */
+        b->state = SR_BATCH_WAIT; /* re-sent to the next candidate by sr_sender_service */
         b->not_before_ms = w->now_ms;
     }
 }
@@ -367,7 +452,7 @@ static void ucall_maybe_done(struct sr_worker *w, struct sr_ucall *uc)
         SR_CNT_ADD(w->ctr.pipe[p->id].sent_events, uc->events);
         atomic_fetch_add_explicit(&uc->node->sent_events, uc->events, memory_order_relaxed);
         atomic_fetch_add_explicit(&uc->node->sent_batches, 1, memory_order_relaxed);
-        if (uc->group != UINT32_MAX) b->groups[uc->group].done = 1;
+        for (uint32_t k = 0; k < uc->n_gl; k++) b->groups[uc->gl[k]].done = 1;
     } else {
         char *d = grpc_slice_to_c_string(uc->details);
         SR_CNT_ADD(w->ctr.pipe[p->id].upstream_failed, 1);
@@ -379,8 +464,10 @@ static void ucall_maybe_done(struct sr_worker *w, struct sr_ucall *uc)
             b->failed_status = uc->status; /* a non-retryable status wins */
     }
     /* Only transport-level trouble says something about the node's health. */
-    if (ok || (retryable(uc->status) && !atomic_load(&w->rt->force_stop)))
+    if (ok || (retryable(uc->status) && !atomic_load(&w->rt->force_stop))) {
         sr_node_report(&w->rt->up, uc->node, ok, w->now_ms, &w->rng);
+        sr_balancer_report(p->balancer, uc->node, ok);
+    }
     b->calls_pending--;
     free_ucall(w, uc);
     if (b->calls_pending == 0) batch_done(w, p, b);

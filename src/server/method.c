@@ -6,20 +6,21 @@
 #define SW "/skywalking.v3."
 
 const struct sr_method sr_methods[] = {
-    {SW "TraceSegmentReportService/collect", SR_PIPE_SEGMENT, SR_RK_MESSAGE, NULL},
-    {"/TraceSegmentReportService/collect", SR_PIPE_SEGMENT, SR_RK_MESSAGE, NULL},
-    {SW "TraceSegmentReportService/collectInSync", SR_PIPE_SEGMENT, SR_RK_SEGMENT_COLLECTION, NULL},
-    {"/TraceSegmentReportService/collectInSync", SR_PIPE_SEGMENT, SR_RK_SEGMENT_COLLECTION, NULL},
-    {SW "LogReportService/collect", SR_PIPE_LOG, SR_RK_MESSAGE, &sr_ctx_log},
-    {"/LogReportService/collect", SR_PIPE_LOG, SR_RK_MESSAGE, &sr_ctx_log},
-    {SW "MeterReportService/collect", SR_PIPE_METER, SR_RK_MESSAGE, &sr_ctx_meter},
-    {"/MeterReportService/collect", SR_PIPE_METER, SR_RK_MESSAGE, &sr_ctx_meter},
-    {SW "MeterReportService/collectBatch", SR_PIPE_METER, SR_RK_METER_COLLECTION, NULL},
-    {"/MeterReportService/collectBatch", SR_PIPE_METER, SR_RK_METER_COLLECTION, NULL},
+    {SW "TraceSegmentReportService/collect", SR_PIPE_SEGMENT, SR_RK_MESSAGE, NULL, {4, 5}},
+    {"/TraceSegmentReportService/collect", SR_PIPE_SEGMENT, SR_RK_MESSAGE, NULL, {4, 5}},
+    {SW "TraceSegmentReportService/collectInSync", SR_PIPE_SEGMENT, SR_RK_SEGMENT_COLLECTION, NULL, {4, 5}},
+    {"/TraceSegmentReportService/collectInSync", SR_PIPE_SEGMENT, SR_RK_SEGMENT_COLLECTION, NULL,
+     {4, 5}},
+    {SW "LogReportService/collect", SR_PIPE_LOG, SR_RK_MESSAGE, &sr_ctx_log, {0, 0}},
+    {"/LogReportService/collect", SR_PIPE_LOG, SR_RK_MESSAGE, &sr_ctx_log, {0, 0}},
+    {SW "MeterReportService/collect", SR_PIPE_METER, SR_RK_MESSAGE, &sr_ctx_meter, {0, 0}},
+    {"/MeterReportService/collect", SR_PIPE_METER, SR_RK_MESSAGE, &sr_ctx_meter, {0, 0}},
+    {SW "MeterReportService/collectBatch", SR_PIPE_METER, SR_RK_METER_COLLECTION, NULL, {0, 0}},
+    {"/MeterReportService/collectBatch", SR_PIPE_METER, SR_RK_METER_COLLECTION, NULL, {0, 0}},
     {"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs", SR_PIPE_ALS, SR_RK_MESSAGE,
-     &sr_ctx_als},
+     &sr_ctx_als, {0, 0}},
     {"/envoy.service.accesslog.v2.AccessLogService/StreamAccessLogs", SR_PIPE_ALS, SR_RK_MESSAGE,
-     &sr_ctx_als},
+     &sr_ctx_als, {0, 0}},
 };
 
 const size_t sr_methods_count = sizeof(sr_methods) / sizeof(sr_methods[0]);

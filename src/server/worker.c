@@ -240,6 +240,21 @@ static bool push_held(struct sr_worker *w, struct sr_dcall *dc)
     return true;
 }
 
+/* The event key of a message without stream context: (service, serviceInstance)
+ * from the method's key fields (SegmentObject 4 and 5). 0 when it has none.
+ * Returns SR_PB_EMALFORMED on bad framing. */
+static int message_key(const struct sr_method *m, const uint8_t *b, size_t n, uint64_t *key)
+{
+    struct sr_pb_field f[2];
+    *key = 0;
+    if (!m->key_fields[0]) return sr_pb_scan(b, n, NULL, 0, NULL) < 0 ? SR_PB_EMALFORMED : 0;
+    if (sr_pb_scan(b, n, m->key_fields, 2, f) < 0) return SR_PB_EMALFORMED;
+    if ((f[0].present && f[0].val_len) || (f[1].present && f[1].val_len))
+        *key = sr_ctx_key2(f[0].present ? b + f[0].val_off : NULL, f[0].present ? f[0].val_len : 0,
+                           f[1].present ? b + f[1].val_off : NULL, f[1].present ? f[1].val_len : 0);
+    return 0;
+}
+
 /* Pushes the segments of a held SegmentCollection from held_pos on.
  * Returns true when all went in. */
 static bool push_collection(struct sr_worker *w, struct sr_dcall *dc)
@@ -253,8 +268,10 @@ static bool push_collection(struct sr_worker *w, struct sr_dcall *dc)
         at = pos;
         if (sr_pb_next(b, n, &pos, &f) != 1) break; /* validated before: only the end gets here */
         if (f.number != 1) continue;
+        uint64_t key;
+        (void)message_key(dc->m, b + f.val_off, f.val_len, &key); /* validated before */
         grpc_slice seg = grpc_slice_sub(dc->held_body, f.val_off, f.val_off + f.val_len);
-        if (sr_partition_push(&p->part, grpc_empty_slice(), seg, 0, 1, 0, w->now_ms) != 0) {
+        if (sr_partition_push(&p->part, grpc_empty_slice(), seg, key, 1, 0, w->now_ms) != 0) {
             grpc_slice_unref(seg);
             dc->held_pos = at;
             return false;
@@ -294,7 +311,7 @@ static void process(struct sr_worker *w, struct sr_dcall *dc, grpc_slice body)
         grpc_slice prefix = grpc_empty_slice();
         uint64_t key = 0;
         int r = dc->m->ctx ? sr_stream_ctx_apply(dc->m->ctx, &dc->ctx, b, n, &prefix, &key)
-                           : sr_pb_scan(b, n, NULL, 0, NULL);
+                           : message_key(dc->m, b, n, &key);
         if (r < 0) {
             grpc_slice_unref(body);
             invalid(w, dc, "message");
@@ -577,8 +594,17 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
         if (sr_partition_init(&p->part, (pc->queue.max_events + nw - 1) / nw,
                               (pc->queue.max_bytes + nw - 1) / nw, pc->sender.max_inflight) != 0)
             return -1;
-        p->balancer = sr_balancer_round_robin.create(&rt->up, NULL);
-        if (!p->balancer) return -1;
+        {
+            static const struct sr_balancer_type *const by_policy[] = {
+                [SR_ROUTE_ROUND_ROBIN] = &sr_balancer_round_robin,
+                [SR_ROUTE_WEIGHTED_ROUND_ROBIN] = &sr_balancer_weighted_round_robin,
+                [SR_ROUTE_FIXED] = &sr_balancer_fixed,
+            };
+            struct sr_balancer_opts opts = {.lru_size = pc->routing.lru_size,
+                                            .lru_ttl_ms = pc->routing.lru_ttl_ms};
+            p->balancer = by_policy[pc->routing.policy]->create(&rt->up, &opts);
+            if (!p->balancer) return -1;
+        }
     }
     return 0;
 }

@@ -116,6 +116,9 @@ static void assert_config_equal(const struct sr_config *a, const struct sr_confi
         assert_int_equal(p->sender.max_batch_bytes, q->sender.max_batch_bytes);
         assert_int_equal(p->sender.linger_ms, q->sender.linger_ms);
         assert_int_equal(p->sender.max_inflight, q->sender.max_inflight);
+        assert_int_equal(p->routing.policy, q->routing.policy);
+        assert_int_equal(p->routing.lru_size, q->routing.lru_size);
+        assert_int_equal(p->routing.lru_ttl_ms, q->routing.lru_ttl_ms);
     }
     assert_int_equal(a->log.level, b->log.level);
     assert_int_equal(a->shutdown.grace_period_ms, b->shutdown.grace_period_ms);
@@ -157,7 +160,8 @@ static const char *const documented_keys[] = {
 #define PIPE(name)                                                                                \
     "pipes." name ".enabled", "pipes." name ".queue", "pipes." name ".sender.max_batch_events",   \
         "pipes." name ".sender.max_batch_bytes", "pipes." name ".sender.linger",                  \
-        "pipes." name ".sender.max_inflight"
+        "pipes." name ".sender.max_inflight", "pipes." name ".routing.policy",                    \
+        "pipes." name ".routing.lru_size", "pipes." name ".routing.lru_ttl"
     PIPE("segment"), "pipes.segment.upstream_method", PIPE("log"), PIPE("meter"), PIPE("als"),
     "pipes.als.upstream_method",
 #undef PIPE
