@@ -28,6 +28,8 @@
 
 static struct sr_runtime rt;
 static int64_t drain_deadline;
+static int64_t streams_deadline; /* in-flight downstream calls are cancelled at this time */
+static bool calls_cancelled;
 static int signals_seen;
 
 static void usage(FILE *f)
@@ -115,6 +117,13 @@ static void log_stats(const char *when)
 static void on_drain_tick(uv_timer_t *t)
 {
     bool all_idle = true;
+    if (!calls_cancelled &&
+        (atomic_load(&rt.server_shutdown_done) || sr_now_ms() >= streams_deadline)) {
+        /* Agents' streams still open now are cut: what they sent is queued,
+         * the rest they see fail and resend elsewhere. */
+        calls_cancelled = true;
+        grpc_server_cancel_all_calls(rt.server);
+    }
     for (uint32_t i = 0; i < rt.n_workers; i++)
         if (!atomic_load(&rt.workers[i].idle)) all_idle = false;
     if (all_idle) {
@@ -139,14 +148,17 @@ static void on_signal(uv_signal_t *s, int signum)
     if (signals_seen > 1) {
         SR_WARN("main", "signal %d again: stopping now", signum);
         drain_deadline = sr_now_ms();
+        streams_deadline = drain_deadline;
         return;
     }
     SR_INFO("main", "signal %d: draining (stop accepting, flush queues, grace %u ms)", signum,
             rt.cfg->shutdown.grace_period_ms);
     atomic_store(&rt.draining, 1);
+    /* No new calls (GOAWAY); calls in flight may finish for shutdown.stream_grace. */
     grpc_server_shutdown_and_notify(rt.server, rt.workers[0].cq, &rt.shutdown_tag);
-    grpc_server_cancel_all_calls(rt.server);
     drain_deadline = sr_now_ms() + rt.cfg->shutdown.grace_period_ms;
+    streams_deadline = sr_now_ms() + rt.cfg->shutdown.stream_grace_ms;
+    if (streams_deadline > drain_deadline) streams_deadline = drain_deadline;
     uv_timer_init(s->loop, &drain_timer);
     uv_timer_start(&drain_timer, on_drain_tick, 20, 20);
 }

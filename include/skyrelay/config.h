@@ -99,6 +99,7 @@ struct sr_config {
 
     struct {
         uint32_t grace_period_ms; /* SIGTERM: drain queues upstream for at most this long */
+        uint32_t stream_grace_ms; /* SIGTERM: in-flight agent calls may finish this long, then are cancelled */
     } shutdown;
 };
 

@@ -91,6 +91,7 @@ void sr_config_defaults(struct sr_config *cfg)
 
     cfg->log.level = SR_LOG_INFO;
     cfg->shutdown.grace_period_ms = 20 * SEC;
+    cfg->shutdown.stream_grace_ms = 5 * SEC;
 }
 
 static void free_nodes(struct sr_node_config *nodes, size_t n)
@@ -204,6 +205,7 @@ static const struct key keys[] = {
 
     {"log.level", K_LEVEL, OFF(cfg.log.level), 0, 0, NULL},
     {"shutdown.grace_period", K_DURATION, OFF(cfg.shutdown.grace_period_ms), 0, HOUR, NULL},
+    {"shutdown.stream_grace", K_DURATION, OFF(cfg.shutdown.stream_grace_ms), 0, HOUR, NULL},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])

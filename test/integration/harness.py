@@ -65,8 +65,8 @@ class Proc:
 
 
 class FakeOap(Proc):
-    def __init__(self, workdir, name, extra=()):
-        self.port = free_port()
+    def __init__(self, workdir, name, extra=(), port=None):
+        self.port = port or free_port()
         self.summary_path = os.path.join(workdir, name + ".json")
         super().__init__([FAKE_OAP, "--listen", "127.0.0.1:%d" % self.port, "--name", name,
                           "--summary", self.summary_path] + list(extra), workdir, name)
@@ -109,6 +109,27 @@ class Skyrelay(Proc):
         return out
 
 
+class Background:
+    """A load generator running while the test does something else."""
+
+    def __init__(self, target, kind, streams, messages, workdir, extra=()):
+        self.summary_path = os.path.join(workdir, "bg-%s-%d.json" % (kind, int(time.time() * 1e6)))
+        self.p = subprocess.Popen([LOADGEN, "--target", target, "--kind", kind, "--streams",
+                                   str(streams), "--messages", str(messages), "--summary",
+                                   self.summary_path] + list(extra),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait(self, timeout=120):
+        rc = self.p.wait(timeout)
+        with open(self.summary_path) as f:
+            return json.load(f), rc
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(5)
+
+
 def loadgen(target, kind, streams, messages, workdir, extra=(), timeout=120, check=True):
     summary = os.path.join(workdir, "loadgen-%s-%d.json" % (kind, int(time.time() * 1e6)))
     args = [LOADGEN, "--target", target, "--kind", kind, "--streams", str(streams),
@@ -141,8 +162,8 @@ class Case(unittest.TestCase):
                 pass
         self.tmp.cleanup()
 
-    def oap(self, name, extra=()):
-        p = FakeOap(self.dir, name, extra)
+    def oap(self, name, extra=(), port=None):
+        p = FakeOap(self.dir, name, extra, port)
         self.procs.append(p)
         return p
 

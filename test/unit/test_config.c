@@ -122,6 +122,7 @@ static void assert_config_equal(const struct sr_config *a, const struct sr_confi
     }
     assert_int_equal(a->log.level, b->log.level);
     assert_int_equal(a->shutdown.grace_period_ms, b->shutdown.grace_period_ms);
+    assert_int_equal(a->shutdown.stream_grace_ms, b->shutdown.stream_grace_ms);
 }
 
 static void defaults_match_shipped_yaml(void **state)
@@ -165,7 +166,7 @@ static const char *const documented_keys[] = {
     PIPE("segment"), "pipes.segment.upstream_method", PIPE("log"), PIPE("meter"), PIPE("als"),
     "pipes.als.upstream_method",
 #undef PIPE
-    "log.level", "shutdown.grace_period",
+    "log.level", "shutdown.grace_period", "shutdown.stream_grace",
 };
 
 /* Walks the shipped file by indentation: every key that has a value must be a
