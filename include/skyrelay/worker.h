@@ -45,6 +45,7 @@ struct sr_pipe_rt {
     struct sr_partition part;
     struct sr_balancer *balancer;
     struct sr_dcall *wait_head, *wait_tail; /* calls paused on the full partition, FIFO */
+    bool keyed;      /* events need their key: grouped plan or keyed routing */
     bool dirty;      /* something changed (push, completion): run the sender */
     int64_t wake_ms; /* else run it at this time (linger, retry); INT64_MAX = never */
 };

@@ -243,11 +243,14 @@ static bool push_held(struct sr_worker *w, struct sr_dcall *dc)
 /* The event key of a message without stream context: (service, serviceInstance)
  * from the method's key fields (SegmentObject 4 and 5). 0 when it has none.
  * Returns SR_PB_EMALFORMED on bad framing. */
-static int message_key(const struct sr_method *m, const uint8_t *b, size_t n, uint64_t *key)
+static int message_key(const struct sr_dcall *dc, const uint8_t *b, size_t n, uint64_t *key)
 {
+    const struct sr_method *m = dc->m;
     struct sr_pb_field f[2];
     *key = 0;
-    if (!m->key_fields[0]) return sr_pb_scan(b, n, NULL, 0, NULL) < 0 ? SR_PB_EMALFORMED : 0;
+    /* Only keyed routing and grouping read the key: skip the hash otherwise. */
+    if (!m->key_fields[0] || !dc->pipe->keyed)
+        return sr_pb_scan(b, n, NULL, 0, NULL) < 0 ? SR_PB_EMALFORMED : 0;
     if (sr_pb_scan(b, n, m->key_fields, 2, f) < 0) return SR_PB_EMALFORMED;
     if ((f[0].present && f[0].val_len) || (f[1].present && f[1].val_len))
         *key = sr_ctx_key2(f[0].present ? b + f[0].val_off : NULL, f[0].present ? f[0].val_len : 0,
@@ -269,7 +272,7 @@ static bool push_collection(struct sr_worker *w, struct sr_dcall *dc)
         if (sr_pb_next(b, n, &pos, &f) != 1) break; /* validated before: only the end gets here */
         if (f.number != 1) continue;
         uint64_t key;
-        (void)message_key(dc->m, b + f.val_off, f.val_len, &key); /* validated before */
+        (void)message_key(dc, b + f.val_off, f.val_len, &key); /* validated before */
         grpc_slice seg = grpc_slice_sub(dc->held_body, f.val_off, f.val_off + f.val_len);
         if (sr_partition_push(&p->part, grpc_empty_slice(), seg, key, 1, 0, w->now_ms) != 0) {
             grpc_slice_unref(seg);
@@ -311,7 +314,7 @@ static void process(struct sr_worker *w, struct sr_dcall *dc, grpc_slice body)
         grpc_slice prefix = grpc_empty_slice();
         uint64_t key = 0;
         int r = dc->m->ctx ? sr_stream_ctx_apply(dc->m->ctx, &dc->ctx, b, n, &prefix, &key)
-                           : message_key(dc->m, b, n, &key);
+                           : message_key(dc, b, n, &key);
         if (r < 0) {
             grpc_slice_unref(body);
             invalid(w, dc, "message");
@@ -589,6 +592,7 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
         p->plan = sr_plan_for(p->id, pc->mode);
         p->method = grpc_slice_from_static_string(p->plan->method);
         p->wake_ms = INT64_MAX;
+        p->keyed = p->plan->group_by_key || pc->routing.policy == SR_ROUTE_FIXED;
         if (!pc->enabled) continue;
         /* The pipe's bounds are split evenly over the worker partitions. */
         if (sr_partition_init(&p->part, (pc->queue.max_events + nw - 1) / nw,

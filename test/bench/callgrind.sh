@@ -1,7 +1,8 @@
 #!/bin/sh
 # Instruction count of skyrelay per forwarded message, under valgrind's callgrind
 # (repeatable, unlike CPU time on a shared 2-core machine). One worker, 16
-# segment streams x 2000 messages of ~500 B into 3 fake OAP nodes.
+# segment streams x 2000 messages (CG_MESSAGES) of ~500 B into 3 fake OAP nodes.
+# Includes start-up and shutdown: compare two message counts for the marginal cost.
 # Usage: test/bench/callgrind.sh [collect|collect_in_sync]   (prints Ir/msg)
 set -eu
 cd "$(dirname "$0")/../.."
@@ -22,12 +23,13 @@ RP=$!
 i=0
 until grep -q "listening on" "$D/cg.log" 2>/dev/null || [ $i -gt 300 ]; do sleep 0.1; i=$((i + 1)); done
 SATELLITE_LOGGER_LEVEL=warn build/loadgen --target 127.0.0.1:$BASE --kind segment --streams 16 \
-    --messages 2000 --connections 4 >/dev/null
+    --messages ${CG_MESSAGES:-2000} --connections 4 >/dev/null
 sleep 3
 kill -TERM $RP
 wait $RP || true
 for p in $PIDS; do kill -TERM "$p"; done
 TOTAL=$(callgrind_annotate "$D/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "mode=$MODE instructions=$TOTAL per_message=$((TOTAL / 32000))"
+N=$((16 * ${CG_MESSAGES:-2000}))
+echo "mode=$MODE messages=$N instructions=$TOTAL per_message=$((TOTAL / N))"
 callgrind_annotate "$D/cg.out" 2>/dev/null | grep -E "/work/|src/" | head -12
 rm -rf "$D"
