@@ -68,8 +68,10 @@ class FakeOap(Proc):
     def __init__(self, workdir, name, extra=(), port=None):
         self.port = port or free_port()
         self.summary_path = os.path.join(workdir, name + ".json")
+        self.ids_path = os.path.join(workdir, name + ".ids")
         super().__init__([FAKE_OAP, "--listen", "127.0.0.1:%d" % self.port, "--name", name,
-                          "--summary", self.summary_path] + list(extra), workdir, name)
+                          "--summary", self.summary_path, "--ids", self.ids_path] + list(extra),
+                         workdir, name)
         wait_until(lambda: "listening" in self.output(), 10, name + " to listen")
         self.address = "127.0.0.1:%d" % self.port
 
@@ -195,6 +197,17 @@ class Case(unittest.TestCase):
             for k, n in v.items():
                 out[k] = out.get(k, 0) + n
         return out
+
+    def union_ids(self, oaps, kind):
+        """Stops the nodes and returns the set of distinct ids of `kind` they saw
+        together (a batch re-sent to another node is unique on each node: only
+        the union tells whether something was lost)."""
+        ids = set()
+        for o in oaps:
+            o.stop()
+            with open(o.ids_path) as f:
+                ids.update(line.split()[1] for line in f if line.startswith(kind + " "))
+        return ids
 
     def wait_total(self, oaps, path, expected, timeout=30):
         wait_until(lambda: self.total(oaps, path) >= expected, timeout,

@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -98,6 +99,7 @@ static struct options {
     int max_recv;
     int threads;
     const char *token; /* required "authentication" metadata, as OAP checks it */
+    const char *ids;   /* at exit: the id hashes seen, "<kind> <hex>" per line */
 } opt = {
     .name = "oap",
     .fail_status = GRPC_STATUS_UNAVAILABLE,
@@ -961,6 +963,24 @@ static void build_summary(struct tool_json *j)
 }
 
 /* Rewrites the summary file if the text changed since the last write. */
+/* Writes every id hash seen, so that a test can take the union over several
+ * nodes: a message re-sent to another node is unique on each node, so only
+ * the union tells whether anything was lost. */
+static void write_ids(const char *path)
+{
+    static const char *const kinds[] = {"segment", "log", "meter", "als"};
+    const struct item_stats *st[] = {&g_st.seg, &g_st.log, &g_st.met, &g_st.als};
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "fake_oap: cannot write %s: %s\n", path, strerror(errno));
+        return;
+    }
+    for (int k = 0; k < 4; k++)
+        for (size_t i = 0; i < st[k]->seen.cap; i++)
+            if (st[k]->seen.slots[i]) fprintf(f, "%s %016" PRIx64 "\n", kinds[k], st[k]->seen.slots[i]);
+    fclose(f);
+}
+
 static void write_summary(char **last, bool print)
 {
     struct tool_json j;
@@ -987,12 +1007,13 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: fake_oap --listen HOST:PORT [--name NAME] [--summary FILE] [--port-file FILE]\n"
             "                [--count-only] [--fail-after N] [--fail-status CODE] [--delay-ms MS]\n"
-            "                [--max-recv-size BYTES] [--threads N] [--token T]\n"
+            "                [--max-recv-size BYTES] [--threads N] [--token T] [--ids FILE]\n"
             "A fake SkyWalking OAP node: counts and credits what it receives (docs/test-tools.md).\n"
             "  --listen          address to listen on; port 0 picks a free port, printed as\n"
             "                    'listening HOST:PORT' on stdout\n"
             "  --name            name in the summary (default oap)\n"
             "  --summary         JSON summary, rewritten atomically every 100 ms when it changed\n"
+            "  --ids FILE        at exit, write the hash of every id seen (\"<kind> <hex>\" per line)\n"
             "  --port-file       write the chosen port number to this file\n"
             "  --count-only      do not decode, only count messages per method (benchmark)\n"
             "  --fail-after N    after N accepted messages, fail every further message and call\n"
@@ -1029,6 +1050,8 @@ static int parse_args(int argc, char **argv)
             opt.name = v;
         else if (strcmp(a, "--summary") == 0)
             opt.summary = v;
+        else if (strcmp(a, "--ids") == 0)
+            opt.ids = v;
         else if (strcmp(a, "--port-file") == 0)
             opt.port_file = v;
         else if (strcmp(a, "--token") == 0)
@@ -1152,6 +1175,8 @@ int main(int argc, char **argv)
         }
     }
 
+    if (rc == 0 && opt.ids)
+        write_ids(opt.ids);
     if (rc == 0)
         write_summary(&last, true);
     free(last);
