@@ -48,4 +48,17 @@ int sr_pb_next(const uint8_t *p, size_t n, size_t *pos, struct sr_pb_field *f);
 #define SR_HASH64_INIT 0xcbf29ce484222325ULL
 uint64_t sr_hash64(uint64_t h, const void *p, size_t n);
 
+/* splitmix64's finalizer (Stafford's mix 13): a bijection with full avalanche,
+ * for keys that are small or sequential. Changing it changes routing decisions
+ * (replicas of different versions would disagree). */
+static inline uint64_t sr_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBULL;
+    x ^= x >> 31;
+    return x;
+}
+
 #endif

@@ -8,6 +8,7 @@
  * expired entries are always at the tail, so dropping them is O(1) each. */
 #include <stdlib.h>
 
+#include "skyrelay/wire.h"
 #include "skyrelay/lru.h"
 
 #define NIL UINT32_MAX
@@ -31,20 +32,9 @@ struct sr_lru {
     uint32_t free;
 };
 
-/* splitmix64's finalizer: keys are often small or sequential. */
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ULL;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBULL;
-    x ^= x >> 31;
-    return x;
-}
-
 static uint32_t *slot(struct sr_lru *l, uint64_t key)
 {
-    return &l->bucket[mix(key) & l->mask];
+    return &l->bucket[sr_mix64(key) & l->mask];
 }
 
 static bool expired(const struct sr_lru *l, const struct entry *x, int64_t now_ms)

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "skyrelay/wire.h"
 #include "skyrelay/lru.h"
 #include "skyrelay/router.h"
 
@@ -34,17 +35,6 @@ struct fixed {
     uint64_t id[]; /* sr_node_id_hash of nodes[i].address */
 };
 
-/* splitmix64's finalizer (Stafford's mix 13): a bijection with full avalanche. */
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ULL;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBULL;
-    x ^= x >> 31;
-    return x;
-}
-
 uint64_t sr_node_id_hash(const char *address)
 {
     uint64_t h = 0xCBF29CE484222325ULL; /* FNV-1a 64 */
@@ -52,12 +42,12 @@ uint64_t sr_node_id_hash(const char *address)
         h ^= *p;
         h *= 0x100000001B3ULL;
     }
-    return mix(h);
+    return sr_mix64(h);
 }
 
 uint64_t sr_rendezvous_hash(uint64_t key, uint64_t node_id)
 {
-    return mix(key ^ node_id ^ 0x9E3779B97F4A7C15ULL);
+    return sr_mix64(key ^ node_id ^ 0x9E3779B97F4A7C15ULL);
 }
 
 static double score(uint64_t h, uint32_t weight)
