@@ -21,6 +21,16 @@ enum sr_pipe_id {
     SR_PIPE_LOG,         /* LogReportService/collect */
     SR_PIPE_METER,       /* MeterReportService/collect + /collectBatch */
     SR_PIPE_ALS,         /* envoy AccessLogService v2 + v3 StreamAccessLogs */
+    SR_PIPE_JVM, /* JVMMetricReportService/collect (unary) */
+    SR_PIPE_CLR, /* CLRMetricReportService/collect (unary) */
+    SR_PIPE_EVENT, /* EventService/collect */
+    SR_PIPE_SPAN_EVENT, /* SpanAttachedEventReportService/collect */
+    SR_PIPE_PROFILE, /* ProfileTask/collectSnapshot */
+    SR_PIPE_EBPF_PROFILING, /* EBPFProfilingService/collectProfilingData */
+    SR_PIPE_EBPF_ACCESS_LOG, /* EBPFAccessLogService/collect */
+    SR_PIPE_KEEPALIVE, /* ManagementService/keepAlive (unary) */
+    SR_PIPE_INSTANCE_PROPERTIES, /* ManagementService/reportInstanceProperties (unary) */
+    SR_PIPE_ENVOY_METRICS, /* envoy MetricsService v2/v3 StreamMetrics */
     SR_PIPE_COUNT
 };
 
@@ -79,6 +89,7 @@ struct sr_config {
         uint32_t keepalive_time_ms;
         uint32_t keepalive_timeout_ms;
         bool http2_bdp_probe; /* let gRPC grow flow-control windows (more memory per stream) */
+        char *authentication; /* token agents must send as `authentication` metadata; NULL = off */
     } server;
 
     struct {
@@ -88,6 +99,8 @@ struct sr_config {
         uint32_t backoff_initial_ms; /* a failed node is skipped this long, doubling ... */
         uint32_t backoff_max_ms;     /* ... up to this */
         uint32_t retry_max_ms;       /* a batch is retried on other nodes this long, then dropped */
+        uint32_t sync_timeout_ms;    /* cap of a synchronous pass-through call's deadline */
+        char *authentication;        /* sent as `authentication` on every upstream call; NULL = none */
         uint64_t max_receive_message_size;
     } upstream;
 

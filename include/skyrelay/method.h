@@ -17,6 +17,14 @@ enum sr_recv_kind {
     SR_RK_METER_COLLECTION,   /* MeterDataCollection: one event keyed by its identity */
 };
 
+/* How a call is handled. */
+enum sr_call_mode {
+    SR_MODE_ASYNC = 0, /* async batched: messages become events of a pipe */
+    SR_MODE_SYNC,      /* synchronous pass-through: forwarded at once, the answer returned;
+                        * deadline capped by upstream.sync_timeout */
+    SR_MODE_RELAY,     /* transparent relay, stream to stream, both directions, one node */
+};
+
 struct sr_method {
     const char *path;
     enum sr_pipe_id pipe;
@@ -26,9 +34,10 @@ struct sr_method {
      * collection) whose values form the event key for keyed routing:
      * (service, serviceInstance). 0 = none. */
     uint32_t key_fields[2];
+    enum sr_call_mode mode;
 };
 
-/* Looks a method path up. Returns NULL when skyrelay does not serve it. */
+/* Looks a method path up. Returns NULL for a method not in the table (relayed). */
 const struct sr_method *sr_method_find(const char *path, size_t len);
 
 /* The whole table (for docs and tests). */
@@ -40,6 +49,7 @@ enum sr_plan_unit {
     SR_UNIT_EVENT = 0, /* one upstream message per event */
     SR_UNIT_GROUP,     /* one upstream message per key group, events wrapped as field 1 */
     SR_UNIT_CALL,      /* one upstream message per call, events wrapped as field 1 */
+    SR_UNIT_LAST,      /* one upstream message per group: its last event (idempotent reports) */
 };
 
 struct sr_plan {
@@ -48,6 +58,8 @@ struct sr_plan {
     uint8_t group_by_key; /* group the batch's events by key */
     uint8_t call_per_group; /* one upstream call per key group */
     uint8_t unary;        /* upstream method is unary (one message, then close) */
+    uint8_t wrap;         /* GROUP/CALL: wrap each event as a field-1 record; else the events
+                           * are whole messages of one key, concatenated (they merge) */
 };
 
 /* The plan for a pipe under its configured mode. */

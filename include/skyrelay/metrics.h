@@ -37,7 +37,12 @@ struct sr_pipe_counters {
 
 struct sr_worker_counters {
     struct sr_pipe_counters pipe[SR_PIPE_COUNT];
-    _Atomic uint64_t unknown_method_calls;
+    _Atomic uint64_t unknown_method_calls;  /* calls to a disabled pipe (UNIMPLEMENTED) */
+    _Atomic uint64_t unauthenticated_calls; /* calls refused: missing or wrong token */
+    _Atomic uint64_t relay_calls[2];        /* ended pass-through calls: [0] sync, [1] relay */
+    _Atomic uint64_t relay_failed;          /* of those, ended with a status other than OK */
+    _Atomic uint64_t relay_msgs_up;         /* messages relayed caller -> OAP */
+    _Atomic uint64_t relay_msgs_down;       /* messages relayed OAP -> caller */
 };
 
 #define SR_CNT_ADD(c, v)                                                                           \

@@ -57,6 +57,16 @@ static const char *const pipe_names[SR_PIPE_COUNT] = {
     [SR_PIPE_LOG] = "log",
     [SR_PIPE_METER] = "meter",
     [SR_PIPE_ALS] = "als",
+    [SR_PIPE_JVM] = "jvm",
+    [SR_PIPE_CLR] = "clr",
+    [SR_PIPE_EVENT] = "event",
+    [SR_PIPE_SPAN_EVENT] = "span_attached_event",
+    [SR_PIPE_PROFILE] = "profile_snapshot",
+    [SR_PIPE_EBPF_PROFILING] = "ebpf_profiling",
+    [SR_PIPE_EBPF_ACCESS_LOG] = "ebpf_access_log",
+    [SR_PIPE_KEEPALIVE] = "keepalive",
+    [SR_PIPE_INSTANCE_PROPERTIES] = "instance_properties",
+    [SR_PIPE_ENVOY_METRICS] = "envoy_metrics",
 };
 
 void sr_config_defaults(struct sr_config *cfg)
@@ -75,6 +85,7 @@ void sr_config_defaults(struct sr_config *cfg)
     cfg->upstream.backoff_initial_ms = 200;
     cfg->upstream.backoff_max_ms = 10 * SEC;
     cfg->upstream.retry_max_ms = 60 * SEC;
+    cfg->upstream.sync_timeout_ms = 20 * SEC;
     cfg->upstream.max_receive_message_size = 50 * MIB;
 
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
@@ -105,6 +116,8 @@ void sr_config_deinit(struct sr_config *cfg)
 {
     free(cfg->path);
     if (cfg->server.address != default_listen) free(cfg->server.address);
+    free(cfg->server.authentication);
+    free(cfg->upstream.authentication);
     free_nodes(cfg->upstream.nodes, cfg->upstream.n_nodes);
     memset(cfg, 0, sizeof *cfg);
 }
@@ -127,6 +140,7 @@ enum ktype {
     K_SIZE,     /* uint64_t bytes */
     K_DURATION, /* uint32_t milliseconds */
     K_LISTEN,   /* char *, a listen address */
+    K_STRING,   /* char *, owned, NULL = empty */
     K_NODES,    /* upstream.nodes / n_nodes */
     K_FINDER,   /* validated, not stored: only "static" exists */
     K_LEVEL,    /* int, enum sr_log_level */
@@ -182,6 +196,7 @@ static const struct key keys[] = {
     {"server.keepalive_time", K_DURATION, OFF(cfg.server.keepalive_time_ms), SEC, 24 * HOUR, NULL},
     {"server.keepalive_timeout", K_DURATION, OFF(cfg.server.keepalive_timeout_ms), SEC, HOUR, NULL},
     {"server.http2_bdp_probe", K_BOOL, OFF(cfg.server.http2_bdp_probe), 0, 0, NULL},
+    {"server.authentication", K_STRING, OFF(cfg.server.authentication), 0, 0, NULL},
 
     {"upstream.finder", K_FINDER, 0, 0, 0, NULL},
     {"upstream.addresses", K_NODES, OFF(cfg.upstream.nodes), 0, 0, NULL},
@@ -190,6 +205,8 @@ static const struct key keys[] = {
      NULL},
     {"upstream.backoff_max", K_DURATION, OFF(cfg.upstream.backoff_max_ms), 1, HOUR, NULL},
     {"upstream.retry_max", K_DURATION, OFF(cfg.upstream.retry_max_ms), 0, 24 * HOUR, NULL},
+    {"upstream.authentication", K_STRING, OFF(cfg.upstream.authentication), 0, 0, NULL},
+    {"upstream.sync_timeout", K_DURATION, OFF(cfg.upstream.sync_timeout_ms), 10, HOUR, NULL},
     {"upstream.max_receive_message_size", K_SIZE, OFF(cfg.upstream.max_receive_message_size), 1,
      1 * GIB, NULL},
 
@@ -202,6 +219,16 @@ static const struct key keys[] = {
     PIPE_KEYS("meter", SR_PIPE_METER),
     PIPE_KEYS("als", SR_PIPE_ALS),
     {"pipes.als.upstream_method", K_ENUM, OFF(cfg.pipes[SR_PIPE_ALS].mode), 0, 0, als_methods},
+    PIPE_KEYS("jvm", SR_PIPE_JVM),
+    PIPE_KEYS("clr", SR_PIPE_CLR),
+    PIPE_KEYS("event", SR_PIPE_EVENT),
+    PIPE_KEYS("span_attached_event", SR_PIPE_SPAN_EVENT),
+    PIPE_KEYS("profile_snapshot", SR_PIPE_PROFILE),
+    PIPE_KEYS("ebpf_profiling", SR_PIPE_EBPF_PROFILING),
+    PIPE_KEYS("ebpf_access_log", SR_PIPE_EBPF_ACCESS_LOG),
+    PIPE_KEYS("keepalive", SR_PIPE_KEEPALIVE),
+    PIPE_KEYS("instance_properties", SR_PIPE_INSTANCE_PROPERTIES),
+    PIPE_KEYS("envoy_metrics", SR_PIPE_ENVOY_METRICS),
 
     {"log.level", K_LEVEL, OFF(cfg.log.level), 0, 0, NULL},
     {"shutdown.grace_period", K_DURATION, OFF(cfg.shutdown.grace_period_ms), 0, HOUR, NULL},
@@ -465,7 +492,7 @@ static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char
         report(c, v, path, "%s", why);
         goto done;
     }
-    if (x.text[0] == '\0') {
+    if (x.text[0] == '\0' && k->type != K_STRING) { /* a string may be empty: "off" */
         report(c, v, path, "%s",
                x.placeholders ? "empty value after substituting ${...}" : "missing value");
         goto done;
@@ -495,6 +522,17 @@ static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char
             c->s.cfg.server.address = addr;
         }
         break;
+    case K_STRING: {
+        char **dst = (char **)((char *)&c->s + k->off);
+        char *copy = x.text[0] ? strdup(x.text) : NULL;
+        if (x.text[0] && !copy) {
+            report(c, v, path, "out of memory");
+            break;
+        }
+        free(*dst);
+        *dst = copy;
+        break;
+    }
     case K_FINDER:
         if (strcmp(x.text, "static") != 0)
             report(c, v, path, "unsupported finder '%s' (supported: static)%s", x.text, note);

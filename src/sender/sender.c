@@ -128,10 +128,11 @@ static void add_ref(grpc_slice_buffer *sb, grpc_slice s)
     if (GRPC_SLICE_LENGTH(s)) grpc_slice_buffer_add(sb, grpc_slice_ref(s));
 }
 
-/* Appends an event as one `repeated X = 1` record of a collection. */
-static void add_wrapped(grpc_slice_buffer *sb, const struct sr_event *e)
+/* Appends an event as one `repeated X = 1` record of a collection (wrap), or
+ * as it is (a whole message to merge with the others of its key). */
+static void add_wrapped(grpc_slice_buffer *sb, const struct sr_event *e, bool wrap)
 {
-    if (!(e->flags & SR_EV_FRAGMENT)) {
+    if (wrap && !(e->flags & SR_EV_FRAGMENT)) {
         uint8_t hdr[11];
         size_t k;
         hdr[0] = 0x0a; /* field 1, wire type LEN */
@@ -145,7 +146,8 @@ static void add_wrapped(grpc_slice_buffer *sb, const struct sr_event *e)
 static void add_group_wrapped(grpc_slice_buffer *sb, struct sr_pipe_rt *p, struct sr_batch *b,
                               const struct sr_group *g)
 {
-    for (uint32_t k = 0; k < g->n; k++) add_wrapped(sb, ev_at(p, b, b->order[g->off + k]));
+    for (uint32_t k = 0; k < g->n; k++)
+        add_wrapped(sb, ev_at(p, b, b->order[g->off + k]), p->plan->wrap);
 }
 
 /* Builds the call's next message (messages are sent in order, one at a time). */
@@ -174,6 +176,13 @@ static grpc_byte_buffer *build_message(struct sr_ucall *uc)
     case SR_UNIT_CALL:
         for (uint32_t k = 0; k < uc->n_gl; k++) add_group_wrapped(sb, p, b, &b->groups[uc->gl[k]]);
         break;
+    case SR_UNIT_LAST: {
+        struct sr_group *g = &b->groups[uc->gl[uc->next_msg]];
+        struct sr_event *e = ev_at(p, b, b->order[g->off + g->n - 1]);
+        add_ref(sb, e->prefix);
+        add_ref(sb, e->body);
+        break;
+    }
     }
     return bb;
 }
@@ -266,6 +275,7 @@ static void start_call(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batc
         uc->n_msgs = uc->events;
         break;
     case SR_UNIT_GROUP:
+    case SR_UNIT_LAST:
         uc->n_msgs = n_gl;
         break;
     case SR_UNIT_CALL:

@@ -5,22 +5,62 @@
 
 #define SW "/skywalking.v3."
 
+#define ASYNC(svc, m, pipe, kind, ctx, k1, k2)                                                    \
+    {SW svc "/" m, pipe, kind, ctx, {k1, k2}, SR_MODE_ASYNC},                                      \
+    {"/" svc "/" m, pipe, kind, ctx, {k1, k2}, SR_MODE_ASYNC}
+#define SYNC(path) {path, SR_PIPE_COUNT, SR_RK_MESSAGE, NULL, {0, 0}, SR_MODE_SYNC}
+#define SYNC2(svc, m) SYNC(SW svc "/" m), SYNC("/" svc "/" m)
+#define RELAY(path) {path, SR_PIPE_COUNT, SR_RK_MESSAGE, NULL, {0, 0}, SR_MODE_RELAY}
+
+/* Old agents call the skywalking.v3 services without the package: both names
+ * are listed. Methods not listed are relayed transparently. */
 const struct sr_method sr_methods[] = {
-    {SW "TraceSegmentReportService/collect", SR_PIPE_SEGMENT, SR_RK_MESSAGE, NULL, {4, 5}},
-    {"/TraceSegmentReportService/collect", SR_PIPE_SEGMENT, SR_RK_MESSAGE, NULL, {4, 5}},
-    {SW "TraceSegmentReportService/collectInSync", SR_PIPE_SEGMENT, SR_RK_SEGMENT_COLLECTION, NULL, {4, 5}},
-    {"/TraceSegmentReportService/collectInSync", SR_PIPE_SEGMENT, SR_RK_SEGMENT_COLLECTION, NULL,
-     {4, 5}},
-    {SW "LogReportService/collect", SR_PIPE_LOG, SR_RK_MESSAGE, &sr_ctx_log, {0, 0}},
-    {"/LogReportService/collect", SR_PIPE_LOG, SR_RK_MESSAGE, &sr_ctx_log, {0, 0}},
-    {SW "MeterReportService/collect", SR_PIPE_METER, SR_RK_MESSAGE, &sr_ctx_meter, {0, 0}},
-    {"/MeterReportService/collect", SR_PIPE_METER, SR_RK_MESSAGE, &sr_ctx_meter, {0, 0}},
-    {SW "MeterReportService/collectBatch", SR_PIPE_METER, SR_RK_METER_COLLECTION, NULL, {0, 0}},
-    {"/MeterReportService/collectBatch", SR_PIPE_METER, SR_RK_METER_COLLECTION, NULL, {0, 0}},
+    ASYNC("TraceSegmentReportService", "collect", SR_PIPE_SEGMENT, SR_RK_MESSAGE, NULL, 4, 5),
+    ASYNC("TraceSegmentReportService", "collectInSync", SR_PIPE_SEGMENT, SR_RK_SEGMENT_COLLECTION,
+          NULL, 4, 5),
+    ASYNC("LogReportService", "collect", SR_PIPE_LOG, SR_RK_MESSAGE, &sr_ctx_log, 0, 0),
+    ASYNC("MeterReportService", "collect", SR_PIPE_METER, SR_RK_MESSAGE, &sr_ctx_meter, 0, 0),
+    ASYNC("MeterReportService", "collectBatch", SR_PIPE_METER, SR_RK_METER_COLLECTION, NULL, 0, 0),
     {"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs", SR_PIPE_ALS, SR_RK_MESSAGE,
-     &sr_ctx_als, {0, 0}},
+     &sr_ctx_als, {0, 0}, SR_MODE_ASYNC},
     {"/envoy.service.accesslog.v2.AccessLogService/StreamAccessLogs", SR_PIPE_ALS, SR_RK_MESSAGE,
-     &sr_ctx_als, {0, 0}},
+     &sr_ctx_als, {0, 0}, SR_MODE_ASYNC},
+    /* JVMMetricCollection / CLRMetricCollection: service=2, serviceInstance=3 */
+    ASYNC("JVMMetricReportService", "collect", SR_PIPE_JVM, SR_RK_MESSAGE, NULL, 2, 3),
+    ASYNC("CLRMetricReportService", "collect", SR_PIPE_CLR, SR_RK_MESSAGE, NULL, 2, 3),
+    ASYNC("EventService", "collect", SR_PIPE_EVENT, SR_RK_MESSAGE, NULL, 0, 0),
+    ASYNC("SpanAttachedEventReportService", "collect", SR_PIPE_SPAN_EVENT, SR_RK_MESSAGE, NULL, 0,
+          0),
+    ASYNC("ProfileTask", "collectSnapshot", SR_PIPE_PROFILE, SR_RK_MESSAGE, NULL, 0, 0),
+    ASYNC("EBPFProfilingService", "collectProfilingData", SR_PIPE_EBPF_PROFILING, SR_RK_MESSAGE,
+          NULL, 0, 0),
+    /* EBPFAccessLogMessage: node=1 only on the first message and when it changes */
+    ASYNC("EBPFAccessLogService", "collect", SR_PIPE_EBPF_ACCESS_LOG, SR_RK_MESSAGE, &sr_ctx_als,
+          0, 0),
+    /* InstancePingPkg / InstanceProperties: service=1, serviceInstance=2 */
+    ASYNC("ManagementService", "keepAlive", SR_PIPE_KEEPALIVE, SR_RK_MESSAGE, NULL, 1, 2),
+    ASYNC("ManagementService", "reportInstanceProperties", SR_PIPE_INSTANCE_PROPERTIES,
+          SR_RK_MESSAGE, NULL, 1, 2),
+    {"/envoy.service.metrics.v3.MetricsService/StreamMetrics", SR_PIPE_ENVOY_METRICS,
+     SR_RK_MESSAGE, &sr_ctx_als, {0, 0}, SR_MODE_ASYNC},
+    {"/envoy.service.metrics.v2.MetricsService/StreamMetrics", SR_PIPE_ENVOY_METRICS,
+     SR_RK_MESSAGE, &sr_ctx_als, {0, 0}, SR_MODE_ASYNC},
+
+    SYNC2("ConfigurationDiscoveryService", "fetchConfigurations"),
+    SYNC2("ProfileTask", "getProfileTaskCommands"),
+    SYNC2("ProfileTask", "reportTaskFinish"),
+    SYNC2("EBPFProcessService", "reportProcesses"),
+    SYNC2("EBPFProcessService", "keepAlive"),
+    SYNC2("EBPFProfilingService", "queryTasks"),
+    SYNC2("ContinuousProfilingService", "queryPolicies"),
+    SYNC2("ContinuousProfilingService", "reportProfilingTask"),
+    SYNC("/skywalking.v10.AsyncProfilerTask/getAsyncProfilerTaskCommands"),
+    SYNC("/skywalking.v10.PprofTask/getPprofTaskCommands"),
+
+    RELAY("/skywalking.v10.AsyncProfilerTask/collect"),
+    RELAY("/skywalking.v10.PprofTask/collect"),
+    RELAY(SW "ProfileTask/goProfileReport"),
+    RELAY("/ProfileTask/goProfileReport"),
 };
 
 const size_t sr_methods_count = sizeof(sr_methods) / sizeof(sr_methods[0]);
@@ -35,13 +75,17 @@ const struct sr_method *sr_method_find(const char *path, size_t len)
 
 static const struct sr_plan plan_segment_collect = {
     .method = SW "TraceSegmentReportService/collect", .unit = SR_UNIT_EVENT};
-static const struct sr_plan plan_segment_sync = {
-    .method = SW "TraceSegmentReportService/collectInSync", .unit = SR_UNIT_CALL, .unary = 1};
+static const struct sr_plan plan_segment_sync = {.method = SW "TraceSegmentReportService/collectInSync",
+                                                 .unit = SR_UNIT_CALL,
+                                                 .unary = 1,
+                                                 .wrap = 1};
 static const struct sr_plan plan_log = {.method = SW "LogReportService/collect",
                                         .unit = SR_UNIT_EVENT};
 /* OAP credits a whole MeterDataCollection to one instance: one collection per key. */
-static const struct sr_plan plan_meter = {
-    .method = SW "MeterReportService/collectBatch", .unit = SR_UNIT_GROUP, .group_by_key = 1};
+static const struct sr_plan plan_meter = {.method = SW "MeterReportService/collectBatch",
+                                          .unit = SR_UNIT_GROUP,
+                                          .group_by_key = 1,
+                                          .wrap = 1};
 /* OAP's standard ALS handler reads the identifier of the first message of a
  * stream only: one upstream stream per identifier. */
 static const struct sr_plan plan_als = {
@@ -52,6 +96,50 @@ static const struct sr_plan plan_als = {
 static const struct sr_plan plan_als_satellite = {
     .method = "/satellite.envoy.accesslog.v3.SatelliteAccessLogService/StreamAccessLogs",
     .unit = SR_UNIT_EVENT};
+/* JVM/CLR collections of one instance concatenate into one collection (the
+ * metrics are repeated, service and instance equal): one unary call per instance. */
+static const struct sr_plan plan_jvm = {.method = SW "JVMMetricReportService/collect",
+                                        .unit = SR_UNIT_GROUP,
+                                        .group_by_key = 1,
+                                        .call_per_group = 1,
+                                        .unary = 1};
+static const struct sr_plan plan_clr = {.method = SW "CLRMetricReportService/collect",
+                                        .unit = SR_UNIT_GROUP,
+                                        .group_by_key = 1,
+                                        .call_per_group = 1,
+                                        .unary = 1};
+static const struct sr_plan plan_event = {.method = SW "EventService/collect",
+                                          .unit = SR_UNIT_EVENT};
+static const struct sr_plan plan_span_event = {
+    .method = SW "SpanAttachedEventReportService/collect", .unit = SR_UNIT_EVENT};
+static const struct sr_plan plan_profile = {.method = SW "ProfileTask/collectSnapshot",
+                                            .unit = SR_UNIT_EVENT};
+static const struct sr_plan plan_ebpf_profiling = {
+    .method = SW "EBPFProfilingService/collectProfilingData", .unit = SR_UNIT_EVENT};
+/* node context like ALS: one upstream stream per node */
+static const struct sr_plan plan_ebpf_access_log = {.method = SW "EBPFAccessLogService/collect",
+                                                    .unit = SR_UNIT_EVENT,
+                                                    .group_by_key = 1,
+                                                    .call_per_group = 1};
+/* keepAlive and instance properties are idempotent per instance: a batch sends
+ * the latest one of each instance. */
+static const struct sr_plan plan_keepalive = {.method = SW "ManagementService/keepAlive",
+                                              .unit = SR_UNIT_LAST,
+                                              .group_by_key = 1,
+                                              .call_per_group = 1,
+                                              .unary = 1};
+static const struct sr_plan plan_instance_properties = {
+    .method = SW "ManagementService/reportInstanceProperties",
+    .unit = SR_UNIT_LAST,
+    .group_by_key = 1,
+    .call_per_group = 1,
+    .unary = 1};
+/* like ALS: OAP reads the identifier of a stream's first message */
+static const struct sr_plan plan_envoy_metrics = {
+    .method = "/envoy.service.metrics.v3.MetricsService/StreamMetrics",
+    .unit = SR_UNIT_EVENT,
+    .group_by_key = 1,
+    .call_per_group = 1};
 
 const struct sr_plan *sr_plan_for(enum sr_pipe_id pipe, int mode)
 {
@@ -64,6 +152,26 @@ const struct sr_plan *sr_plan_for(enum sr_pipe_id pipe, int mode)
         return &plan_meter;
     case SR_PIPE_ALS:
         return mode == SR_ALS_SATELLITE ? &plan_als_satellite : &plan_als;
+    case SR_PIPE_JVM:
+        return &plan_jvm;
+    case SR_PIPE_CLR:
+        return &plan_clr;
+    case SR_PIPE_EVENT:
+        return &plan_event;
+    case SR_PIPE_SPAN_EVENT:
+        return &plan_span_event;
+    case SR_PIPE_PROFILE:
+        return &plan_profile;
+    case SR_PIPE_EBPF_PROFILING:
+        return &plan_ebpf_profiling;
+    case SR_PIPE_EBPF_ACCESS_LOG:
+        return &plan_ebpf_access_log;
+    case SR_PIPE_KEEPALIVE:
+        return &plan_keepalive;
+    case SR_PIPE_INSTANCE_PROPERTIES:
+        return &plan_instance_properties;
+    case SR_PIPE_ENVOY_METRICS:
+        return &plan_envoy_metrics;
     default:
         return NULL;
     }

@@ -19,6 +19,7 @@
 
 #include "skyrelay/context.h"
 #include "skyrelay/log.h"
+#include "skyrelay/relay.h"
 #include "skyrelay/wire.h"
 #include "skyrelay/worker.h"
 
@@ -382,6 +383,31 @@ static void process(struct sr_worker *w, struct sr_dcall *dc, grpc_slice body)
         pause_call(w, dc);
 }
 
+/* server.authentication: the call must carry `authentication: <token>`. */
+static bool authenticated(struct sr_worker *w, struct sr_dcall *dc)
+{
+    const char *token = w->rt->cfg->server.authentication;
+    if (!token || !token[0]) return true;
+    for (size_t i = 0; i < dc->md.count; i++) {
+        grpc_slice k = dc->md.metadata[i].key, v = dc->md.metadata[i].value;
+        if (GRPC_SLICE_LENGTH(k) == 14 && memcmp(GRPC_SLICE_START_PTR(k), "authentication", 14) == 0)
+            return GRPC_SLICE_LENGTH(v) == strlen(token) &&
+                   memcmp(GRPC_SLICE_START_PTR(v), token, GRPC_SLICE_LENGTH(v)) == 0;
+    }
+    return false;
+}
+
+/* Answers a call that was never started (auth refused): status + close. */
+static void finish_early(struct sr_dcall *dc, grpc_status_code status, const char *msg)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &dc->cancelled;
+    start(dc, &op, 1, &dc->t_close);
+    finish(dc, status, msg);
+}
+
 static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok)
 {
     struct sr_dcall *dc = DCALL_OF(t, t_new);
@@ -398,20 +424,36 @@ static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok)
     w->live_dcalls++;
     if (!atomic_load(&w->rt->draining)) arm_request(w);
 
+    dc->m = sr_method_find((const char *)GRPC_SLICE_START_PTR(dc->details.method),
+                           GRPC_SLICE_LENGTH(dc->details.method));
+    if (!authenticated(w, dc)) {
+        SR_CNT_ADD(w->ctr.unauthenticated_calls, 1);
+        SR_LOG_RL(SR_LOG_WARN, "server", "%.*s: missing or wrong authentication token, UNAUTHENTICATED",
+                  (int)GRPC_SLICE_LENGTH(dc->details.method),
+                  (const char *)GRPC_SLICE_START_PTR(dc->details.method));
+        finish_early(dc, GRPC_STATUS_UNAUTHENTICATED, "skyrelay: missing or wrong authentication");
+        return;
+    }
+    if (!dc->m || dc->m->mode != SR_MODE_ASYNC) {
+        /* synchronous pass-through, bidi streams and unknown methods: relayed */
+        sr_relay_start(w, dc->call, &dc->details, &dc->md, dc->m ? dc->m->mode : SR_MODE_RELAY);
+        dc->call = NULL;
+        w->live_dcalls++; /* the relay owns the call now; this dcall is freed below */
+        maybe_free(w, dc);
+        return;
+    }
+
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     op.data.recv_close_on_server.cancelled = &dc->cancelled;
     start(dc, &op, 1, &dc->t_close);
 
-    dc->m = sr_method_find((const char *)GRPC_SLICE_START_PTR(dc->details.method),
-                           GRPC_SLICE_LENGTH(dc->details.method));
-    if (!dc->m || !w->rt->cfg->pipes[dc->m->pipe].enabled) {
+    if (!w->rt->cfg->pipes[dc->m->pipe].enabled) {
         SR_CNT_ADD(w->ctr.unknown_method_calls, 1);
-        SR_LOG_RL(SR_LOG_WARN, "server", "%s %.*s: UNIMPLEMENTED",
-                  dc->m ? "disabled pipe for" : "unknown method",
-                  (int)GRPC_SLICE_LENGTH(dc->details.method),
+        SR_LOG_RL(SR_LOG_WARN, "server", "pipe %s is disabled: %.*s answered UNIMPLEMENTED",
+                  sr_pipe_name(dc->m->pipe), (int)GRPC_SLICE_LENGTH(dc->details.method),
                   (const char *)GRPC_SLICE_START_PTR(dc->details.method));
-        finish(dc, GRPC_STATUS_UNIMPLEMENTED, "skyrelay: method not served");
+        finish(dc, GRPC_STATUS_UNIMPLEMENTED, "skyrelay: pipe disabled");
         return;
     }
     dc->pipe = &w->pipes[dc->m->pipe];
@@ -584,6 +626,8 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
     w->cq = grpc_completion_queue_create_for_next(NULL);
     if (!w->cq) return -1;
     grpc_server_register_completion_queue(rt->server, w->cq, NULL);
+    w->relay_balancer = sr_balancer_round_robin.create(&rt->up, NULL);
+    if (!w->relay_balancer) return -1;
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
         struct sr_pipe_rt *p = &w->pipes[i];
         const struct sr_pipe_config *pc = &cfg->pipes[i];
@@ -626,6 +670,8 @@ void sr_worker_deinit(struct sr_worker *w)
         if (p->balancer) p->balancer->type->destroy(p->balancer);
         p->balancer = NULL;
     }
+    if (w->relay_balancer) w->relay_balancer->type->destroy(w->relay_balancer);
+    w->relay_balancer = NULL;
     if (w->cq) grpc_completion_queue_destroy(w->cq);
     w->cq = NULL;
 }

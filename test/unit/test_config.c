@@ -93,6 +93,11 @@ static void assert_config_equal(const struct sr_config *a, const struct sr_confi
     assert_int_equal(a->server.keepalive_time_ms, b->server.keepalive_time_ms);
     assert_int_equal(a->server.keepalive_timeout_ms, b->server.keepalive_timeout_ms);
     assert_int_equal(a->server.http2_bdp_probe, b->server.http2_bdp_probe);
+    assert_null(a->server.authentication);
+    assert_null(b->server.authentication);
+    assert_null(a->upstream.authentication);
+    assert_null(b->upstream.authentication);
+    assert_int_equal(a->upstream.sync_timeout_ms, b->upstream.sync_timeout_ms);
 
     assert_int_equal(a->upstream.n_nodes, b->upstream.n_nodes);
     for (size_t i = 0; i < a->upstream.n_nodes; i++) {
@@ -154,9 +159,9 @@ static void defaults_match_shipped_yaml(void **state)
 /* Every documented key, as the shipped file spells it. */
 static const char *const documented_keys[] = {
     "server.address", "server.workers", "server.max_receive_message_size",
-    "server.max_concurrent_streams", "server.keepalive_time", "server.keepalive_timeout", "server.http2_bdp_probe",
+    "server.max_concurrent_streams", "server.keepalive_time", "server.keepalive_timeout", "server.http2_bdp_probe", "server.authentication",
     "upstream.finder", "upstream.addresses", "upstream.call_timeout", "upstream.backoff_initial",
-    "upstream.backoff_max", "upstream.retry_max", "upstream.max_receive_message_size",
+    "upstream.backoff_max", "upstream.retry_max", "upstream.sync_timeout", "upstream.authentication", "upstream.max_receive_message_size",
     "queue.max_events", "queue.max_bytes", "queue.full_wait",
 #define PIPE(name)                                                                                \
     "pipes." name ".enabled", "pipes." name ".queue", "pipes." name ".sender.max_batch_events",   \
@@ -164,6 +169,7 @@ static const char *const documented_keys[] = {
         "pipes." name ".sender.max_inflight", "pipes." name ".routing.policy",                    \
         "pipes." name ".routing.lru_size", "pipes." name ".routing.lru_ttl"
     PIPE("segment"), "pipes.segment.upstream_method", PIPE("log"), PIPE("meter"), PIPE("als"),
+    PIPE("jvm"), PIPE("clr"), PIPE("event"), PIPE("span_attached_event"), PIPE("profile_snapshot"), PIPE("ebpf_profiling"), PIPE("ebpf_access_log"), PIPE("keepalive"), PIPE("instance_properties"), PIPE("envoy_metrics"),
     "pipes.als.upstream_method",
 #undef PIPE
     "log.level", "shutdown.grace_period", "shutdown.stream_grace",

@@ -84,19 +84,19 @@ static void context_specs_name_the_protocol_fields(void **state)
 static void every_table_entry_is_found_by_its_own_path(void **state)
 {
     (void)state;
-    assert_int_equal(sr_methods_count, 12);
+    assert_int_equal(sr_methods_count, 54);
     for (size_t i = 0; i < sr_methods_count; i++) {
         assert_ptr_equal(find(sr_methods[i].path), &sr_methods[i]);
         for (size_t j = 0; j < i; j++) assert_string_not_equal(sr_methods[i].path, sr_methods[j].path);
     }
 }
 
-static void unknown_paths_are_not_served(void **state)
+static void unknown_paths_are_not_in_the_table(void **state)
 {
     static const char *unknown[] = {
         "",
         "/",
-        "/skywalking.v3.ManagementService/keepAlive",
+        "/skywalking.v3.ManagementService/keepalive",
         "/skywalking.v3.LogReportService/collectBatch",
         "/skywalking.v3.logreportservice/collect",
         "/skywalking.v3.LogReportService/Collect",
@@ -104,7 +104,7 @@ static void unknown_paths_are_not_served(void **state)
         "skywalking.v3.LogReportService/collect",
         "/envoy.service.accesslog.v4.AccessLogService/StreamAccessLogs",
         "/AccessLogService/StreamAccessLogs",
-        "/envoy.service.metrics.v3.MetricsService/StreamMetrics",
+        "/envoy.service.metrics.v4.MetricsService/StreamMetrics",
         "/satellite.envoy.accesslog.v3.SatelliteAccessLogService/StreamAccessLogs",
     };
     (void)state;
@@ -238,11 +238,69 @@ static void als_satellite_plan_uses_one_satellite_stream(void **state)
     assert_false(p->unary);
 }
 
+static void every_pipe_is_fed_by_a_method(void **state)
+{
+    (void)state;
+    for (int p = 0; p < SR_PIPE_COUNT; p++) {
+        bool fed = false;
+        for (size_t i = 0; i < sr_methods_count; i++)
+            if (sr_methods[i].mode == SR_MODE_ASYNC && sr_methods[i].pipe == (enum sr_pipe_id)p)
+                fed = true;
+        assert_true(fed);
+    }
+}
+
+static void management_and_jvm_are_batched_sync_methods_pass_through(void **state)
+{
+    (void)state;
+    const struct sr_method *m = find("/skywalking.v3.ManagementService/keepAlive");
+    assert_non_null(m);
+    assert_int_equal(m->mode, SR_MODE_ASYNC);
+    assert_int_equal(m->pipe, SR_PIPE_KEEPALIVE);
+    assert_int_equal(m->key_fields[0], 1);
+    assert_int_equal(m->key_fields[1], 2);
+    m = find("/ManagementService/reportInstanceProperties");
+    assert_non_null(m);
+    assert_int_equal(m->pipe, SR_PIPE_INSTANCE_PROPERTIES);
+    m = find("/skywalking.v3.JVMMetricReportService/collect");
+    assert_non_null(m);
+    assert_int_equal(m->pipe, SR_PIPE_JVM);
+    assert_int_equal(m->key_fields[0], 2);
+    assert_int_equal(m->key_fields[1], 3);
+    m = find("/skywalking.v3.ConfigurationDiscoveryService/fetchConfigurations");
+    assert_non_null(m);
+    assert_int_equal(m->mode, SR_MODE_SYNC);
+    m = find("/skywalking.v10.AsyncProfilerTask/collect");
+    assert_non_null(m);
+    assert_int_equal(m->mode, SR_MODE_RELAY);
+    m = find("/envoy.service.metrics.v2.MetricsService/StreamMetrics");
+    assert_non_null(m);
+    assert_int_equal(m->pipe, SR_PIPE_ENVOY_METRICS);
+    assert_ptr_equal(m->ctx, &sr_ctx_als);
+    m = find("/skywalking.v3.EBPFAccessLogService/collect");
+    assert_non_null(m);
+    assert_ptr_equal(m->ctx, &sr_ctx_als); /* node=1, like the ALS identifier */
+    /* unary reports of one instance are merged or collapsed, one call per instance */
+    const struct sr_plan *pl = sr_plan_for(SR_PIPE_KEEPALIVE, 0);
+    assert_int_equal(pl->unit, SR_UNIT_LAST);
+    assert_true(pl->group_by_key && pl->call_per_group && pl->unary);
+    pl = sr_plan_for(SR_PIPE_JVM, 0);
+    assert_int_equal(pl->unit, SR_UNIT_GROUP);
+    assert_false(pl->wrap);
+    assert_true(pl->group_by_key && pl->call_per_group && pl->unary);
+    pl = sr_plan_for(SR_PIPE_ENVOY_METRICS, 0);
+    assert_string_equal(pl->method, "/envoy.service.metrics.v3.MetricsService/StreamMetrics");
+    assert_true(pl->group_by_key && pl->call_per_group);
+}
+
 static void every_served_pipe_has_a_plan(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sr_methods_count; i++)
-        assert_non_null(sr_plan_for(sr_methods[i].pipe, 0));
+        if (sr_methods[i].mode == SR_MODE_ASYNC)
+            assert_non_null(sr_plan_for(sr_methods[i].pipe, 0));
+        else
+            assert_int_equal(sr_methods[i].pipe, SR_PIPE_COUNT);
     assert_null(sr_plan_for(SR_PIPE_COUNT, 0));
 }
 
@@ -255,7 +313,7 @@ int main(void)
         cmocka_unit_test(als_v2_and_v3_paths_map_to_als_pipe_with_identifier_context),
         cmocka_unit_test(context_specs_name_the_protocol_fields),
         cmocka_unit_test(every_table_entry_is_found_by_its_own_path),
-        cmocka_unit_test(unknown_paths_are_not_served),
+        cmocka_unit_test(unknown_paths_are_not_in_the_table),
         cmocka_unit_test(prefixes_and_extensions_of_paths_are_not_served),
         cmocka_unit_test(collect_is_not_confused_with_collect_in_sync_or_collect_batch),
         cmocka_unit_test(lookup_uses_the_given_length_not_a_terminator),
@@ -265,6 +323,8 @@ int main(void)
         cmocka_unit_test(als_per_identifier_plan_opens_one_standard_stream_per_identity),
         cmocka_unit_test(als_satellite_plan_uses_one_satellite_stream),
         cmocka_unit_test(every_served_pipe_has_a_plan),
+        cmocka_unit_test(every_pipe_is_fed_by_a_method),
+        cmocka_unit_test(management_and_jvm_are_batched_sync_methods_pass_through),
     };
     return cmocka_run_group_tests_name("method", tests, NULL, NULL);
 }
