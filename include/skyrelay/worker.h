@@ -42,6 +42,7 @@ struct sr_pipe_rt {
     const struct sr_pipe_config *cfg;
     const struct sr_plan *plan;
     grpc_slice method; /* upstream method path, static slice */
+    const char *token; /* upstream.authentication, NULL = none */
     struct sr_partition part;
     struct sr_balancer *balancer;
     struct sr_dcall *wait_head, *wait_tail; /* calls paused on the full partition, FIFO */

@@ -44,6 +44,7 @@ struct sr_ucall {
     grpc_status_code status;
     grpc_slice details;
     const char *error_string;
+    grpc_metadata auth_md;
     struct sr_ucall *next, *prev; /* the worker's in-flight list, for cancellation */
 };
 
@@ -195,7 +196,15 @@ static bool send_next(struct sr_ucall *uc, bool first)
 
     memset(ops, 0, sizeof(ops));
     if (first) {
+        /* upstream.authentication goes on every upstream call */
+        const char *token = uc->pipe->token;
         ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        if (token) {
+            uc->auth_md.key = grpc_slice_from_static_string("authentication");
+            uc->auth_md.value = grpc_slice_from_static_string(token);
+            ops[n].data.send_initial_metadata.metadata = &uc->auth_md;
+            ops[n].data.send_initial_metadata.count = 1;
+        }
         n++;
     }
     uc->sbuf = build_message(uc);

@@ -636,6 +636,9 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
         p->plan = sr_plan_for(p->id, pc->mode);
         p->method = grpc_slice_from_static_string(p->plan->method);
         p->wake_ms = INT64_MAX;
+        p->token = cfg->upstream.authentication && cfg->upstream.authentication[0]
+                       ? cfg->upstream.authentication
+                       : NULL;
         p->keyed = p->plan->group_by_key || pc->routing.policy == SR_ROUTE_FIXED;
         if (!pc->enabled) continue;
         /* The pipe's bounds are split evenly over the worker partitions. */

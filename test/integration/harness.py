@@ -105,8 +105,12 @@ class Skyrelay(Proc):
         for line in self.output().splitlines():
             if "stats: final " not in line:
                 continue
-            kv = dict(t.split("=", 1) for t in line.split("stats: final ", 1)[1].split() if "=" in t)
-            key = kv.pop("pipe", None) or "node:" + kv.pop("node", "?")
+            rest = line.split("stats: final ", 1)[1]
+            kv = dict(t.split("=", 1) for t in rest.split() if "=" in t)
+            if rest.startswith("calls "):
+                key = "calls"
+            else:
+                key = kv.pop("pipe", None) or "node:" + kv.pop("node", "?")
             out[key] = {k: (int(v) if v.isdigit() else v) for k, v in kv.items()}
         return out
 
