@@ -35,8 +35,23 @@ struct sr_pipe_counters {
     _Atomic uint64_t dropped_events[SR_DROP_COUNT];
 };
 
+/* Upstream call latency buckets (upper bounds, milliseconds) for the
+ * Prometheus histogram; the last bucket is +Inf. */
+#define SR_LAT_BUCKETS 14
+extern const double sr_latency_bounds_ms[SR_LAT_BUCKETS - 1];
+
+struct sr_latency {
+    _Atomic uint64_t bucket[SR_LAT_BUCKETS]; /* not cumulative: bucket i counts (b[i-1], b[i]] */
+    _Atomic uint64_t sum_us;
+    _Atomic uint64_t count;
+};
+
+/* Records one call of `us` microseconds. Owner thread only. */
+void sr_latency_observe(struct sr_latency *l, uint64_t us);
+
 struct sr_worker_counters {
     struct sr_pipe_counters pipe[SR_PIPE_COUNT];
+    struct sr_latency upstream_latency[SR_PIPE_COUNT]; /* batch calls, start to status */
     _Atomic uint64_t unknown_method_calls;  /* calls to a disabled pipe (UNIMPLEMENTED) */
     _Atomic uint64_t unauthenticated_calls; /* calls refused: missing or wrong token */
     _Atomic uint64_t relay_calls[2];        /* ended pass-through calls: [0] sync, [1] relay */

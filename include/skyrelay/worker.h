@@ -86,6 +86,8 @@ struct sr_runtime {
 
 /* Monotonic milliseconds on gRPC's GPR_CLOCK_MONOTONIC (so cq deadlines agree). */
 int64_t sr_now_ms(void);
+/* Same clock, microseconds. */
+int64_t sr_now_us(void);
 
 /* Sets up w (its completion queue, registered with rt->server, and partitions).
  * Call before grpc_server_start. Returns 0 or -1. */

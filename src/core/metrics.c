@@ -1,6 +1,18 @@
 /* Names for counters' label values. */
 #include "skyrelay/metrics.h"
 
+const double sr_latency_bounds_ms[SR_LAT_BUCKETS - 1] = {1,   2.5, 5,    10,   25,   50,   100,
+                                                         250, 500, 1000, 2500, 5000, 10000};
+
+void sr_latency_observe(struct sr_latency *l, uint64_t us)
+{
+    int i = 0;
+    while (i < SR_LAT_BUCKETS - 1 && (double)us > sr_latency_bounds_ms[i] * 1000.0) i++;
+    SR_CNT_ADD(l->bucket[i], 1);
+    SR_CNT_ADD(l->sum_us, us);
+    SR_CNT_ADD(l->count, 1);
+}
+
 const char *sr_drop_reason_name(enum sr_drop_reason r)
 {
     switch (r) {

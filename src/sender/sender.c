@@ -45,6 +45,7 @@ struct sr_ucall {
     grpc_slice details;
     const char *error_string;
     grpc_metadata auth_md;
+    int64_t start_us;
     struct sr_ucall *next, *prev; /* the worker's in-flight list, for cancellation */
 };
 
@@ -265,6 +266,7 @@ static void start_call(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batc
     }
     uc->t_send.fn = on_send;
     uc->t_recv.fn = on_recv;
+    uc->start_us = sr_now_us();
     uc->pipe = p;
     uc->batch = b;
     uc->node = node;
@@ -467,6 +469,7 @@ static void ucall_maybe_done(struct sr_worker *w, struct sr_ucall *uc)
 
     if (!uc->send_done || !uc->recv_done) return;
     ok = uc->status == GRPC_STATUS_OK;
+    sr_latency_observe(&w->ctr.upstream_latency[p->id], (uint64_t)(sr_now_us() - uc->start_us));
     if (ok) {
         SR_CNT_ADD(w->ctr.pipe[p->id].sent_events, uc->events);
         atomic_fetch_add_explicit(&uc->node->sent_events, uc->events, memory_order_relaxed);

@@ -58,6 +58,12 @@ int64_t sr_now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+int64_t sr_now_us(void)
+{
+    gpr_timespec t = gpr_now(GPR_CLOCK_MONOTONIC);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
 static gpr_timespec ms_to_deadline(int64_t ms)
 {
     gpr_timespec t;
