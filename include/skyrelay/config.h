@@ -90,6 +90,9 @@ struct sr_config {
         uint32_t keepalive_timeout_ms;
         bool http2_bdp_probe; /* let gRPC grow flow-control windows (more memory per stream) */
         char *authentication; /* token agents must send as `authentication` metadata; NULL = off */
+        uint32_t max_connections;           /* live downstream connections; N+1 is refused */
+        uint32_t max_connection_age_ms;     /* 0 = off; older connections get GOAWAY */
+        uint32_t max_connection_age_grace_ms; /* then in-flight calls get this long */
     } server;
 
     struct {
@@ -109,6 +112,15 @@ struct sr_config {
     struct {
         int level; /* enum sr_log_level */
     } log;
+
+    struct {
+        char *prometheus_address; /* admin HTTP: /metrics, /healthz, /readyz ("host:port", ":port") */
+        bool export_prometheus;   /* telemetry.export contains "prometheus" */
+        bool export_metrics_service; /* telemetry.export contains "metrics_service": self meters to OAP */
+        char *service;            /* self meters' service name */
+        char *instance;           /* self meters' instance name (default: hostname) */
+        uint32_t interval_ms;     /* self meters are sent this often */
+    } telemetry;
 
     struct {
         uint32_t grace_period_ms; /* SIGTERM: drain queues upstream for at most this long */

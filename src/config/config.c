@@ -32,10 +32,13 @@
 #define SEC 1000ull
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
+#define DAY (24 * HOUR)
 
 /* ---- defaults ---- */
 
 static char default_listen[] = "0.0.0.0:11800";
+static char default_admin[] = "0.0.0.0:1234";
+static char default_telemetry_service[] = "skyrelay";
 static char default_node_address[] = "127.0.0.1:11801";
 static struct sr_node_config default_nodes[] = {{default_node_address, 1}};
 
@@ -101,6 +104,13 @@ void sr_config_defaults(struct sr_config *cfg)
     cfg->pipes[SR_PIPE_METER].routing.policy = SR_ROUTE_FIXED;
 
     cfg->log.level = SR_LOG_INFO;
+    cfg->server.max_connections = 4000;
+    cfg->server.max_connection_age_ms = 0;
+    cfg->server.max_connection_age_grace_ms = 30 * SEC;
+    cfg->telemetry.prometheus_address = default_admin;
+    cfg->telemetry.export_prometheus = true;
+    cfg->telemetry.service = default_telemetry_service;
+    cfg->telemetry.interval_ms = 10 * SEC;
     cfg->shutdown.grace_period_ms = 20 * SEC;
     cfg->shutdown.stream_grace_ms = 5 * SEC;
 }
@@ -117,6 +127,9 @@ void sr_config_deinit(struct sr_config *cfg)
     free(cfg->path);
     if (cfg->server.address != default_listen) free(cfg->server.address);
     free(cfg->server.authentication);
+    if (cfg->telemetry.prometheus_address != default_admin) free(cfg->telemetry.prometheus_address);
+    if (cfg->telemetry.service != default_telemetry_service) free(cfg->telemetry.service);
+    free(cfg->telemetry.instance);
     free(cfg->upstream.authentication);
     free_nodes(cfg->upstream.nodes, cfg->upstream.n_nodes);
     memset(cfg, 0, sizeof *cfg);
@@ -141,6 +154,7 @@ enum ktype {
     K_DURATION, /* uint32_t milliseconds */
     K_LISTEN,   /* char *, a listen address */
     K_STRING,   /* char *, owned, NULL = empty */
+    K_EXPORT,   /* telemetry.export: comma list of prometheus, metrics_service, none */
     K_NODES,    /* upstream.nodes / n_nodes */
     K_FINDER,   /* validated, not stored: only "static" exists */
     K_LEVEL,    /* int, enum sr_log_level */
@@ -197,6 +211,11 @@ static const struct key keys[] = {
     {"server.keepalive_timeout", K_DURATION, OFF(cfg.server.keepalive_timeout_ms), SEC, HOUR, NULL},
     {"server.http2_bdp_probe", K_BOOL, OFF(cfg.server.http2_bdp_probe), 0, 0, NULL},
     {"server.authentication", K_STRING, OFF(cfg.server.authentication), 0, 0, NULL},
+    {"server.max_connections", K_U32, OFF(cfg.server.max_connections), 1, 10000000, NULL},
+    {"server.max_connection_age", K_DURATION, OFF(cfg.server.max_connection_age_ms), 0, 30 * DAY,
+     NULL},
+    {"server.max_connection_age_grace", K_DURATION, OFF(cfg.server.max_connection_age_grace_ms), 0,
+     HOUR, NULL},
 
     {"upstream.finder", K_FINDER, 0, 0, 0, NULL},
     {"upstream.addresses", K_NODES, OFF(cfg.upstream.nodes), 0, 0, NULL},
@@ -231,6 +250,11 @@ static const struct key keys[] = {
     PIPE_KEYS("envoy_metrics", SR_PIPE_ENVOY_METRICS),
 
     {"log.level", K_LEVEL, OFF(cfg.log.level), 0, 0, NULL},
+    {"telemetry.export", K_EXPORT, OFF(cfg.telemetry.export_prometheus), 0, 0, NULL},
+    {"telemetry.prometheus_address", K_LISTEN, OFF(cfg.telemetry.prometheus_address), 0, 0, NULL},
+    {"telemetry.service", K_STRING, OFF(cfg.telemetry.service), 0, 0, NULL},
+    {"telemetry.instance", K_STRING, OFF(cfg.telemetry.instance), 0, 0, NULL},
+    {"telemetry.interval", K_DURATION, OFF(cfg.telemetry.interval_ms), 1000, HOUR, NULL},
     {"shutdown.grace_period", K_DURATION, OFF(cfg.shutdown.grace_period_ms), 0, HOUR, NULL},
     {"shutdown.stream_grace", K_DURATION, OFF(cfg.shutdown.stream_grace_ms), 0, HOUR, NULL},
 };
@@ -518,10 +542,34 @@ static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char
         } else if (rc != 0) {
             report(c, v, path, "'%s': %s%s", x.text, why, note);
         } else {
-            if (c->s.cfg.server.address != default_listen) free(c->s.cfg.server.address);
-            c->s.cfg.server.address = addr;
+            char **dst = (char **)field;
+            if (*dst != default_listen && *dst != default_admin) free(*dst);
+            *dst = addr;
         }
         break;
+    case K_EXPORT: {
+        char *items = strdup(x.text), *save = NULL, *tok;
+        bool prom = false, ms = false, bad = false;
+        if (!items) {
+            report(c, v, path, "out of memory");
+            break;
+        }
+        for (tok = strtok_r(items, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+            if (strcmp(tok, "prometheus") == 0)
+                prom = true;
+            else if (strcmp(tok, "metrics_service") == 0)
+                ms = true;
+            else if (strcmp(tok, "none") != 0 && !bad) {
+                report(c, v, path, "unknown export '%s' (expected prometheus, metrics_service or none)%s",
+                       tok, note);
+                bad = true;
+            }
+        }
+        free(items);
+        c->s.cfg.telemetry.export_prometheus = prom;
+        c->s.cfg.telemetry.export_metrics_service = ms;
+        break;
+    }
     case K_STRING: {
         char **dst = (char **)((char *)&c->s + k->off);
         char *copy = x.text[0] ? strdup(x.text) : NULL;
@@ -529,7 +577,7 @@ static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char
             report(c, v, path, "out of memory");
             break;
         }
-        free(*dst);
+        if (*dst != default_telemetry_service) free(*dst);
         *dst = copy;
         break;
     }

@@ -98,6 +98,16 @@ static void assert_config_equal(const struct sr_config *a, const struct sr_confi
     assert_null(a->upstream.authentication);
     assert_null(b->upstream.authentication);
     assert_int_equal(a->upstream.sync_timeout_ms, b->upstream.sync_timeout_ms);
+    assert_int_equal(a->server.max_connections, b->server.max_connections);
+    assert_int_equal(a->server.max_connection_age_ms, b->server.max_connection_age_ms);
+    assert_int_equal(a->server.max_connection_age_grace_ms, b->server.max_connection_age_grace_ms);
+    assert_string_equal(a->telemetry.prometheus_address, b->telemetry.prometheus_address);
+    assert_int_equal(a->telemetry.export_prometheus, b->telemetry.export_prometheus);
+    assert_int_equal(a->telemetry.export_metrics_service, b->telemetry.export_metrics_service);
+    assert_string_equal(a->telemetry.service, b->telemetry.service);
+    assert_null(a->telemetry.instance);
+    assert_null(b->telemetry.instance);
+    assert_int_equal(a->telemetry.interval_ms, b->telemetry.interval_ms);
 
     assert_int_equal(a->upstream.n_nodes, b->upstream.n_nodes);
     for (size_t i = 0; i < a->upstream.n_nodes; i++) {
@@ -160,6 +170,9 @@ static void defaults_match_shipped_yaml(void **state)
 static const char *const documented_keys[] = {
     "server.address", "server.workers", "server.max_receive_message_size",
     "server.max_concurrent_streams", "server.keepalive_time", "server.keepalive_timeout", "server.http2_bdp_probe", "server.authentication",
+    "server.max_connections", "server.max_connection_age", "server.max_connection_age_grace",
+    "telemetry.export", "telemetry.prometheus_address", "telemetry.service", "telemetry.instance",
+    "telemetry.interval",
     "upstream.finder", "upstream.addresses", "upstream.call_timeout", "upstream.backoff_initial",
     "upstream.backoff_max", "upstream.retry_max", "upstream.sync_timeout", "upstream.authentication", "upstream.max_receive_message_size",
     "queue.max_events", "queue.max_bytes", "queue.full_wait",
