@@ -6,6 +6,9 @@ set -e
 PKGS="gcc make pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
 libuv1-dev libyaml-dev libcmocka-dev python3 python3-grpcio procps"
 missing=""
+# Node.js for the real-agent test: only when no node is installed (a NodeSource
+# nodejs conflicts with Debian's npm package)
+command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done

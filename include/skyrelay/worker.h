@@ -36,6 +36,12 @@ struct sr_tag {
 struct sr_dcall;
 struct sr_ucall;
 
+/* A process CPU reading (self meters' CPU gauge). */
+struct sr_cpu_sample {
+    double cpu_seconds;
+    int64_t wall_ms;
+};
+
 /* One pipe as seen by one worker. */
 struct sr_pipe_rt {
     enum sr_pipe_id id;
@@ -68,6 +74,8 @@ struct sr_worker {
     uint64_t rng;
     int64_t now_ms; /* cached at each loop turn */
     bool drained;   /* reported idle to the main thread */
+    int64_t self_meter_next_ms;        /* worker 0: next self-meter report */
+    struct sr_cpu_sample cpu_state;    /* previous CPU reading, for the CPU gauge */
     _Atomic int idle;
 };
 

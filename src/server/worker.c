@@ -16,10 +16,12 @@
 #include <grpc/support/time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "skyrelay/context.h"
 #include "skyrelay/log.h"
 #include "skyrelay/relay.h"
+#include "skyrelay/self_meter.h"
 #include "skyrelay/wire.h"
 #include "skyrelay/worker.h"
 
@@ -549,6 +551,36 @@ static int64_t expire_waiters(struct sr_worker *w, struct sr_pipe_rt *p)
     return p->wait_head ? p->wait_head->wait_deadline : INT64_MAX;
 }
 
+/* Worker 0 feeds skyrelay's own meters into its meter partition
+ * (telemetry.export: metrics_service). Returns when to run again. */
+static int64_t self_meter(struct sr_worker *w)
+{
+    const struct sr_config *cfg = w->rt->cfg;
+    struct sr_pipe_rt *p = &w->pipes[SR_PIPE_METER];
+    struct timespec ts;
+    grpc_slice s;
+    uint64_t key;
+
+    if (w->id != 0 || !cfg->telemetry.export_metrics_service || !p->cfg->enabled)
+        return INT64_MAX;
+    if (w->self_meter_next_ms == 0) w->self_meter_next_ms = w->now_ms + cfg->telemetry.interval_ms;
+    if (w->now_ms < w->self_meter_next_ms) return w->self_meter_next_ms;
+    w->self_meter_next_ms = w->now_ms + cfg->telemetry.interval_ms;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (sr_self_meter_build(w->rt, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                            &w->cpu_state, &s, &key) != 0)
+        return w->self_meter_next_ms;
+    if (sr_partition_push(&p->part, grpc_empty_slice(), s, key, 1, SR_EV_FRAGMENT, w->now_ms) != 0) {
+        grpc_slice_unref(s);
+        SR_CNT_ADD(w->ctr.pipe[SR_PIPE_METER].rejected_events, 1);
+        SR_LOG_RL(SR_LOG_WARN, "telemetry", "meter queue full: self meters of this interval dropped");
+    } else {
+        SR_CNT_ADD(w->ctr.pipe[SR_PIPE_METER].recv_events, 1);
+        p->dirty = true;
+    }
+    return w->self_meter_next_ms;
+}
+
 static bool partitions_empty(struct sr_worker *w)
 {
     for (int i = 0; i < SR_PIPE_COUNT; i++)
@@ -576,6 +608,10 @@ static void *worker_main(void *arg)
                 sr_sender_abandon(w, &w->pipes[i], SR_DROP_SHUTDOWN);
         }
         draining = atomic_load_explicit(&w->rt->draining, memory_order_relaxed);
+        if (!draining) {
+            t = self_meter(w);
+            if (t < wake) wake = t;
+        }
         for (int i = 0; i < SR_PIPE_COUNT; i++) {
             struct sr_pipe_rt *p = &w->pipes[i];
             if (!p->cfg->enabled) continue;

@@ -225,7 +225,9 @@ def pipes(batch=50, linger="20ms", segment_method=None, als_method=None, queue=N
     """A `pipes:` section with fast flush settings (tests do not wait on the 1 s
     default linger), plus optional modes and per-pipe queue overrides."""
     out = ["pipes:"]
-    for name in ("segment", "log", "meter", "als"):
+    for name in ("segment", "log", "meter", "als", "jvm", "clr", "event", "span_attached_event",
+                 "profile_snapshot", "ebpf_profiling", "ebpf_access_log", "keepalive",
+                 "instance_properties", "envoy_metrics"):
         out.append("  %s:" % name)
         if name == "segment" and segment_method:
             out.append("    upstream_method: %s" % segment_method)
@@ -238,3 +240,83 @@ def pipes(batch=50, linger="20ms", segment_method=None, als_method=None, queue=N
             sender += ", max_inflight: %d" % max_inflight
         out.append("    sender: {%s}" % sender)
     return "\n".join(out) + "\n"
+
+
+# ---- raw gRPC calls (Debian's python3-grpcio, no serializers: bytes in, bytes out) ----
+
+class RawResult:
+    """The outcome of one raw call: status code name ("OK", "DEADLINE_EXCEEDED", ...),
+    details, the response message(s) as bytes, and both metadata as dicts."""
+
+    def __init__(self, code, details, responses, initial, trailing):
+        self.code = code
+        self.details = details
+        self.responses = responses  # list of bytes (unary: 0 or 1 element)
+        self.initial = initial
+        self.trailing = trailing
+
+    @property
+    def response(self):
+        return self.responses[0] if self.responses else None
+
+    def __repr__(self):
+        return "RawResult(%s, %r, %r, initial=%r, trailing=%r)" % (
+            self.code, self.details, self.responses, self.initial, self.trailing)
+
+
+def _md(m):
+    return {k: v for k, v in (m or ())}
+
+
+def raw_call(address, path, requests, kind="unary", metadata=(), timeout=5.0):
+    """Calls `path` at `address` with raw request bytes and returns a RawResult; never
+    raises for a non-OK status. kind: "unary" (requests = one bytes), "client_stream",
+    "bidi" (requests = a list or an iterator of bytes; a generator may block to interleave).
+    The call has a deadline of `timeout` seconds."""
+    import grpc
+    with grpc.insecure_channel(address) as ch:
+        if kind == "bidi":
+            call = ch.stream_stream(path)(iter(requests), metadata=list(metadata),
+                                          timeout=timeout)
+            out = []
+            try:
+                for r in call:
+                    out.append(r)
+            except grpc.RpcError:
+                pass
+            return RawResult(call.code().name, call.details(), out,
+                             _md(call.initial_metadata()), _md(call.trailing_metadata()))
+        if kind == "unary":
+            mc = ch.unary_unary(path)
+            arg = requests
+        elif kind == "client_stream":
+            mc = ch.stream_unary(path)
+            arg = iter(requests)
+        else:
+            raise ValueError("kind: " + kind)
+        try:
+            resp, call = mc.with_call(arg, metadata=list(metadata), timeout=timeout)
+            return RawResult(call.code().name, call.details(), [resp],
+                             _md(call.initial_metadata()), _md(call.trailing_metadata()))
+        except grpc.RpcError as e:
+            return RawResult(e.code().name, e.details(), [], _md(e.initial_metadata()),
+                             _md(e.trailing_metadata()))
+
+
+def wait_summary(oap, pred, timeout, what, interval=0.2):
+    """Polls a fake node's summary until pred(summary) is true; returns that summary.
+    Fails with the last summary seen after `timeout` seconds."""
+    deadline = time.time() + timeout
+    s = None
+    while True:
+        s = oap.summary()
+        if s is not None:
+            try:
+                if pred(s):
+                    return s
+            except (KeyError, TypeError):
+                pass
+        if time.time() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s; last summary: %s"
+                                 % (timeout, what, json.dumps(s)))
+        time.sleep(interval)

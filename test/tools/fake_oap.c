@@ -13,6 +13,15 @@
  * identity seen, dropped without service, instance or timestamp; Envoy ALS entries to the
  * identifier of the FIRST message of the stream (standard service) or of the latest
  * message that carried one (satellite service). Ids are deduplicated globally.
+ * ManagementService requests are decoded by hand (common/tool_pb) and credited per
+ * "service|instance"; the other report methods skyrelay forwards are only counted.
+ *
+ * Synchronous methods (fetchConfigurations, getProfileTaskCommands, ...) answer at once with
+ * a deterministic message built from the node name and the request bytes, plus metadata, so
+ * a test can check that a proxy returns them byte-exact. Relay methods (PprofTask/collect,
+ * AsyncProfilerTask/collect, /relay.test.Echo/...) echo every message back as it arrives,
+ * one SEND_MESSAGE in flight and the rest queued; goProfileReport answers once at the end.
+ * --hang-method and --status-method override any path (deadline and error tests).
  *
  * Threads: per-call state is touched only by the worker owning the call's CQ. The crediting
  * tables are global and guarded by g_lock (test mode only: --count-only skips them). Message
@@ -47,12 +56,15 @@
 
 #include "common/tool_json.h"
 #include "common/tool_map.h"
+#include "common/tool_pb.h"
 #include "common/tool_util.h"
 
 #define MAX_WORKERS 16
 #define MAX_METHODS 128 /* distinct paths counted by name; the rest go to "(other)" */
 #define REQS_PER_WORKER 32
 #define SUMMARY_PERIOD_MS 100
+#define MAX_OVERRIDES 32   /* --hang-method + --status-method paths */
+#define ECHO_MAX_QUEUE 64  /* echo replies queued before the call stops reading */
 
 enum kind {
     K_UNIMPLEMENTED,
@@ -63,8 +75,23 @@ enum kind {
     K_METER,        /* stream MeterData, one processor per stream */
     K_METER_BATCH,  /* stream MeterDataCollection, one processor per message */
     K_ALS,          /* StreamAccessLogs, identifier of the first message */
-    K_ALS_SATELLITE /* StreamAccessLogs, identifier applies from the message carrying it */
+    K_ALS_SATELLITE, /* StreamAccessLogs, identifier applies from the message carrying it */
+    K_REPORT,        /* other report methods: counted, not decoded, empty reply */
+    K_MGMT_KEEPALIVE, /* unary InstancePingPkg, credited per "svc|inst" */
+    K_MGMT_PROPS,    /* unary InstanceProperties, credited per "svc|inst" */
+    K_SYNC,          /* unary, answered at once with {1: node name, 2: request bytes} */
+    K_ECHO,          /* bidi relay: every message echoed back as "<name>:" + bytes */
+    K_GO_PROFILE,    /* client stream, one reply at the end: "<name>:" + all bytes */
+    K_HANG,          /* --hang-method: never answered */
+    K_STATUS         /* --status-method: answered with a given status code */
 };
+
+/* Kinds that send the test metadata (x-fake-oap-initial, x-fake-oap, x-request-auth). */
+static bool kind_has_test_md(int kind)
+{
+    return kind == K_SYNC || kind == K_ECHO || kind == K_GO_PROFILE || kind == K_HANG ||
+           kind == K_STATUS;
+}
 
 static const struct route {
     const char *path;
@@ -85,7 +112,47 @@ static const struct route {
     {"/satellite.envoy.accesslog.v3.SatelliteAccessLogService/StreamAccessLogs", K_ALS_SATELLITE},
     {"/satellite.envoy.accesslog.v2.SatelliteAccessLogService/StreamAccessLogs", K_ALS_SATELLITE},
     {"/grpc.health.v1.Health/Check", K_HEALTH},
+
+    /* report methods that are only counted (the package-less names exist in SkyWalking's
+     * *Compat.proto services) */
+    {"/skywalking.v3.JVMMetricReportService/collect", K_REPORT},
+    {"/JVMMetricReportService/collect", K_REPORT},
+    {"/skywalking.v3.CLRMetricReportService/collect", K_REPORT},
+    {"/CLRMetricReportService/collect", K_REPORT},
+    {"/skywalking.v3.EventService/collect", K_REPORT},
+    {"/skywalking.v3.SpanAttachedEventReportService/collect", K_REPORT},
+    {"/skywalking.v3.ProfileTask/collectSnapshot", K_REPORT},
+    {"/ProfileTask/collectSnapshot", K_REPORT},
+    {"/skywalking.v3.EBPFProfilingService/collectProfilingData", K_REPORT},
+    {"/skywalking.v3.EBPFAccessLogService/collect", K_REPORT},
+    {"/envoy.service.metrics.v2.MetricsService/StreamMetrics", K_REPORT},
+    {"/envoy.service.metrics.v3.MetricsService/StreamMetrics", K_REPORT},
+    {"/skywalking.v3.ManagementService/keepAlive", K_MGMT_KEEPALIVE},
+    {"/ManagementService/keepAlive", K_MGMT_KEEPALIVE},
+    {"/skywalking.v3.ManagementService/reportInstanceProperties", K_MGMT_PROPS},
+    {"/ManagementService/reportInstanceProperties", K_MGMT_PROPS},
+
+    /* synchronous methods */
+    {"/skywalking.v3.ConfigurationDiscoveryService/fetchConfigurations", K_SYNC},
+    {"/skywalking.v3.ProfileTask/getProfileTaskCommands", K_SYNC},
+    {"/ProfileTask/getProfileTaskCommands", K_SYNC},
+    {"/skywalking.v3.ProfileTask/reportTaskFinish", K_SYNC},
+    {"/ProfileTask/reportTaskFinish", K_SYNC},
+    {"/skywalking.v3.EBPFProcessService/reportProcesses", K_SYNC},
+    {"/skywalking.v3.EBPFProcessService/keepAlive", K_SYNC},
+    {"/skywalking.v3.EBPFProfilingService/queryTasks", K_SYNC},
+    {"/skywalking.v3.ContinuousProfilingService/queryPolicies", K_SYNC},
+    {"/skywalking.v3.ContinuousProfilingService/reportProfilingTask", K_SYNC},
+    {"/skywalking.v10.AsyncProfilerTask/getAsyncProfilerTaskCommands", K_SYNC},
+    {"/skywalking.v10.PprofTask/getPprofTaskCommands", K_SYNC},
+
+    /* transparent relay methods */
+    {"/skywalking.v10.AsyncProfilerTask/collect", K_ECHO},
+    {"/skywalking.v10.PprofTask/collect", K_ECHO},
+    {"/skywalking.v3.ProfileTask/goProfileReport", K_GO_PROFILE},
 };
+
+#define ECHO_PREFIX "/relay.test.Echo/" /* any method under it echoes */
 
 static struct options {
     const char *listen;
@@ -100,6 +167,11 @@ static struct options {
     int threads;
     const char *token; /* required "authentication" metadata, as OAP checks it */
     const char *ids;   /* at exit: the id hashes seen, "<kind> <hex>" per line */
+    struct override {
+        const char *path;
+        int status; /* 0 = hang */
+    } overrides[MAX_OVERRIDES];
+    int noverrides;
 } opt = {
     .name = "oap",
     .fail_status = GRPC_STATUS_UNAVAILABLE,
@@ -122,6 +194,8 @@ static struct {
     uint64_t calls_failed, calls_cancelled, decode_errors, rejected_messages, auth_rejected;
     struct tool_map unimplemented;
     struct item_stats seg, log, met, als;
+    uint64_t keepalive, properties;
+    struct tool_map keepalive_by_instance, properties_by_instance;
 } g_st; /* guarded by g_lock */
 
 static char *g_method_names[MAX_METHODS]; /* append-only, guarded by g_lock */
@@ -136,7 +210,7 @@ static int g_port;
 
 /* ---------------------------------------------------------------- calls and workers --- */
 
-enum tag_type { TAG_REQUEST, TAG_RECV, TAG_SEND, TAG_CLOSE, TAG_SHUTDOWN };
+enum tag_type { TAG_REQUEST, TAG_RECV, TAG_SEND, TAG_STATUS, TAG_META, TAG_CLOSE, TAG_SHUTDOWN };
 
 struct tag {
     enum tag_type type;
@@ -152,21 +226,49 @@ struct request {
     grpc_metadata_array md;
 };
 
+/* An echo reply waiting for the SEND_MESSAGE in flight. */
+struct out_msg {
+    grpc_byte_buffer *bb;
+    struct out_msg *next;
+};
+
 struct call {
-    struct tag t_recv, t_send, t_close;
+    /* t_send: echo SEND_MESSAGE batches (send_buf); t_status: the final batch, with the
+     * initial metadata and the reply message if not sent yet (final_buf); t_meta: initial
+     * metadata sent alone at the start of an echo call. One tag per op type in flight. */
+    struct tag t_recv, t_send, t_status, t_meta, t_close;
     struct worker *w;
     grpc_call *call;
     enum kind kind;
     int method;
     int pending;           /* batches in flight + a queued delayed reply */
     bool status_sent;      /* the final status batch was started */
+    bool initial_sent;     /* SEND_INITIAL_METADATA was started */
     bool finalized;        /* end-of-stream crediting done (meters) */
     bool we_failed;        /* we ended it with a non-OK status */
     bool close_done;       /* RECV_CLOSE_ON_SERVER completed */
     int cancelled;         /* RECV_CLOSE_ON_SERVER result */
     grpc_byte_buffer *recv_buf;
-    grpc_byte_buffer *send_buf;
+    grpc_byte_buffer *send_buf;  /* echo message in flight */
+    grpc_byte_buffer *final_buf; /* reply message of the final batch */
     grpc_slice status_details;
+    int status_code;             /* K_STATUS */
+
+    /* test metadata (kind_has_test_md): slices owned here, freed with the call */
+    grpc_metadata init_md[1];
+    size_t n_init_md;
+    grpc_metadata trail_md[3];
+    size_t n_trail_md;
+
+    /* K_SYNC, K_GO_PROFILE: the request bytes received so far */
+    uint8_t *req;
+    size_t req_len, req_cap;
+
+    /* K_ECHO */
+    struct out_msg *out_head, *out_tail;
+    size_t out_len;
+    bool send_inflight, recv_inflight, recv_paused, half_closed;
+    uint64_t echoed;
     int64_t due_ms;
     struct call *timer_next;
     struct call *prev, *next; /* the worker's active list */
@@ -217,11 +319,22 @@ static void bump(atomic_uint_fast64_t *c)
                           memory_order_relaxed);
 }
 
-static enum kind route_of(grpc_slice method)
+/* The kind of a method path: --hang-method / --status-method first (any path), then the
+ * served methods, then the echo service. *status gets the --status-method code. */
+static enum kind route_of(grpc_slice method, int *status)
 {
+    for (int i = 0; i < opt.noverrides; i++)
+        if (grpc_slice_str_cmp(method, opt.overrides[i].path) == 0) {
+            *status = opt.overrides[i].status;
+            return opt.overrides[i].status ? K_STATUS : K_HANG;
+        }
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         if (grpc_slice_str_cmp(method, routes[i].path) == 0)
             return routes[i].kind;
+    size_t plen = strlen(ECHO_PREFIX);
+    if (GRPC_SLICE_LENGTH(method) > plen &&
+        memcmp(GRPC_SLICE_START_PTR(method), ECHO_PREFIX, plen) == 0)
+        return K_ECHO;
     return K_UNIMPLEMENTED;
 }
 
@@ -505,6 +618,48 @@ static int on_als(struct call *c, const uint8_t *data, size_t len)
     return 0;
 }
 
+/* ManagementService: InstancePingPkg {service=1, serviceInstance=2, layer=3} and
+ * InstanceProperties {service=1, serviceInstance=2, properties=3, layer=4}, numbers as in
+ * skywalking-data-collect-protocol management/Management.proto. Only service and instance
+ * are read (the last occurrence wins, as in protobuf); the rest is only checked to be
+ * well-formed wire format. Credited per "svc|inst", empty names included. */
+static int on_management(struct call *c, const uint8_t *data, size_t len)
+{
+    const uint8_t *p = data, *end = data + len;
+    const uint8_t *name[2] = {(const uint8_t *)"", (const uint8_t *)""};
+    size_t nlen[2] = {0, 0};
+    struct tool_pb_field f;
+    int r;
+    while ((r = tool_pb_next(&p, end, &f)) == 1) {
+        if (f.number == 1 || f.number == 2) {
+            if (f.wire_type != TOOL_PB_LEN)
+                return -1;
+            name[f.number - 1] = f.data;
+            nlen[f.number - 1] = f.len;
+        }
+    }
+    if (r < 0)
+        return -1;
+    char stackbuf[256];
+    size_t klen = nlen[0] + 1 + nlen[1];
+    char *k = klen <= sizeof(stackbuf) ? stackbuf : xcalloc(1, klen);
+    memcpy(k, name[0], nlen[0]);
+    k[nlen[0]] = '|';
+    memcpy(k + nlen[0] + 1, name[1], nlen[1]);
+    pthread_mutex_lock(&g_lock);
+    if (c->kind == K_MGMT_KEEPALIVE) {
+        g_st.keepalive++;
+        tool_map_add(&g_st.keepalive_by_instance, k, klen, 1);
+    } else {
+        g_st.properties++;
+        tool_map_add(&g_st.properties_by_instance, k, klen, 1);
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (k != stackbuf)
+        free(k);
+    return 0;
+}
+
 static int decode_and_credit(struct call *c, grpc_byte_buffer *bb)
 {
     grpc_slice s = tool_bb_flatten(bb);
@@ -519,6 +674,8 @@ static int decode_and_credit(struct call *c, grpc_byte_buffer *bb)
     case K_METER_BATCH: rc = on_meter_batch(c, data, len); break;
     case K_ALS:
     case K_ALS_SATELLITE: rc = on_als(c, data, len); break;
+    case K_MGMT_KEEPALIVE:
+    case K_MGMT_PROPS: rc = on_management(c, data, len); break;
     default: break;
     }
     grpc_slice_unref(s);
@@ -540,6 +697,18 @@ static void finalize(struct call *c)
 
 /* ---------------------------------------------------------------- call flow ----------- */
 
+static void out_free_all(struct call *c)
+{
+    while (c->out_head) {
+        struct out_msg *m = c->out_head;
+        c->out_head = m->next;
+        grpc_byte_buffer_destroy(m->bb);
+        free(m);
+    }
+    c->out_tail = NULL;
+    c->out_len = 0;
+}
+
 static void call_free(struct call *c)
 {
     struct worker *w = c->w;
@@ -553,8 +722,20 @@ static void call_free(struct call *c)
         grpc_byte_buffer_destroy(c->recv_buf);
     if (c->send_buf)
         grpc_byte_buffer_destroy(c->send_buf);
+    if (c->final_buf)
+        grpc_byte_buffer_destroy(c->final_buf);
+    out_free_all(c);
+    for (size_t i = 0; i < c->n_init_md; i++) {
+        grpc_slice_unref(c->init_md[i].key);
+        grpc_slice_unref(c->init_md[i].value);
+    }
+    for (size_t i = 0; i < c->n_trail_md; i++) {
+        grpc_slice_unref(c->trail_md[i].key);
+        grpc_slice_unref(c->trail_md[i].value);
+    }
     grpc_slice_unref(c->status_details);
     grpc_call_unref(c->call);
+    free(c->req);
     free(c->svc);
     free(c->inst);
     free(c->ids);
@@ -578,26 +759,41 @@ static void start_batch(struct call *c, const grpc_op *ops, size_t n, struct tag
     c->pending++;
 }
 
-/* Sends initial metadata, an optional message and the final status. */
+static void md_set(grpc_metadata *m, const char *key, const void *val, size_t vlen)
+{
+    memset(m, 0, sizeof(*m));
+    m->key = grpc_slice_from_copied_string(key);
+    m->value = grpc_slice_from_copied_buffer(val, vlen);
+}
+
+/* Sends the initial metadata (unless already sent), an optional message and the final
+ * status with the call's trailing metadata. */
 static void send_final(struct call *c, grpc_status_code code, const char *details,
                        const void *payload, size_t plen, bool with_message)
 {
     grpc_op ops[3];
     memset(ops, 0, sizeof(ops));
     size_t n = 0;
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (!c->initial_sent) {
+        c->initial_sent = true;
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].data.send_initial_metadata.count = c->n_init_md;
+        ops[n++].data.send_initial_metadata.metadata = c->n_init_md ? c->init_md : NULL;
+    }
     if (with_message) {
-        c->send_buf = payload ? tool_bb_copy(payload, plen) : grpc_raw_byte_buffer_create(NULL, 0);
+        c->final_buf = payload ? tool_bb_copy(payload, plen) : grpc_raw_byte_buffer_create(NULL, 0);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = c->send_buf;
+        ops[n++].data.send_message.send_message = c->final_buf;
     }
     grpc_slice_unref(c->status_details);
     c->status_details = grpc_slice_from_copied_string(details ? details : "");
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = code;
+    ops[n].data.send_status_from_server.trailing_metadata_count = c->n_trail_md;
+    ops[n].data.send_status_from_server.trailing_metadata = c->n_trail_md ? c->trail_md : NULL;
     ops[n++].data.send_status_from_server.status_details = details ? &c->status_details : NULL;
     c->status_sent = true;
-    start_batch(c, ops, n, &c->t_send);
+    start_batch(c, ops, n, &c->t_status);
 }
 
 static void fail_call(struct call *c, grpc_status_code code, const char *details)
@@ -621,22 +817,161 @@ static void start_recv(struct call *c)
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &c->recv_buf;
+    c->recv_inflight = true;
     start_batch(c, &op, 1, &c->t_recv);
 }
 
+/* K_SYNC, K_GO_PROFILE: keeps the request bytes. */
+static void req_append(struct call *c, const uint8_t *data, size_t n)
+{
+    if (c->req_len + n > c->req_cap) {
+        size_t cap = c->req_cap ? c->req_cap : 256;
+        while (cap < c->req_len + n)
+            cap *= 2;
+        uint8_t *p = realloc(c->req, cap);
+        if (!p)
+            abort();
+        c->req = p;
+        c->req_cap = cap;
+    }
+    if (n)
+        memcpy(c->req + c->req_len, data, n);
+    c->req_len += n;
+}
+
+/* "<name>:" + data, as one message (echo replies). */
+static grpc_byte_buffer *prefixed(const uint8_t *data, size_t n)
+{
+    size_t ln = strlen(opt.name);
+    uint8_t *buf = xcalloc(1, ln + 1 + n + 1);
+    memcpy(buf, opt.name, ln);
+    buf[ln] = ':';
+    if (n)
+        memcpy(buf + ln + 1, data, n);
+    grpc_byte_buffer *bb = tool_bb_copy(buf, ln + 1 + n);
+    free(buf);
+    return bb;
+}
+
+static void add_count_md(struct call *c, const char *key, uint64_t v)
+{
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%" PRIu64, v);
+    if (c->n_trail_md < sizeof(c->trail_md) / sizeof(c->trail_md[0]))
+        md_set(&c->trail_md[c->n_trail_md++], key, num, (size_t)n);
+}
+
+/* The reply at the end of the client stream, by kind. */
 static void reply_ok(struct call *c)
 {
     if (atomic_load(&g_failing)) {
         fail_dead(c);
         return;
     }
-    send_final(c, GRPC_STATUS_OK, NULL, NULL, 0, true);
+    switch (c->kind) {
+    case K_SYNC: {
+        /* {1: node name, 2: the request bytes as received}: deterministic, and tells
+         * which node answered which request */
+        size_t ln = strlen(opt.name);
+        size_t n = tool_pb_len_size(1, ln) + tool_pb_len_size(2, c->req_len);
+        uint8_t *buf = xcalloc(1, n);
+        size_t k = tool_pb_put_len(buf, 1, opt.name, ln);
+        k += tool_pb_put_len(buf + k, 2, c->req, c->req_len);
+        send_final(c, GRPC_STATUS_OK, NULL, buf, k, true);
+        free(buf);
+        break;
+    }
+    case K_GO_PROFILE: {
+        add_count_md(c, "x-echo-count", c->echoed);
+        grpc_byte_buffer *bb = prefixed(c->req, c->req_len);
+        grpc_slice sl = tool_bb_flatten(bb);
+        send_final(c, GRPC_STATUS_OK, NULL, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl),
+                   true);
+        grpc_slice_unref(sl);
+        grpc_byte_buffer_destroy(bb);
+        break;
+    }
+    case K_STATUS:
+        fail_call(c, (grpc_status_code)c->status_code, "fake status");
+        break;
+    default:
+        send_final(c, GRPC_STATUS_OK, NULL, NULL, 0, true);
+        break;
+    }
+}
+
+/* K_ECHO: sends the next queued reply, resumes reading, ends the call once the client has
+ * half-closed and every reply went out. One SEND_MESSAGE in flight at a time. */
+static void echo_pump(struct call *c)
+{
+    if (c->status_sent) {
+        out_free_all(c);
+        return;
+    }
+    if (!c->send_inflight && c->out_head) {
+        struct out_msg *m = c->out_head;
+        c->out_head = m->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
+        c->out_len--;
+        c->send_buf = m->bb;
+        free(m);
+        grpc_op op;
+        memset(&op, 0, sizeof(op));
+        op.op = GRPC_OP_SEND_MESSAGE;
+        op.data.send_message.send_message = c->send_buf;
+        c->send_inflight = true;
+        start_batch(c, &op, 1, &c->t_send);
+    }
+    if (c->recv_paused && c->out_len < ECHO_MAX_QUEUE) {
+        c->recv_paused = false;
+        start_recv(c);
+    }
+    if (c->half_closed && !c->send_inflight && !c->out_head) {
+        add_count_md(c, "x-echo-count", c->echoed);
+        send_final(c, GRPC_STATUS_OK, NULL, NULL, 0, false);
+    }
+}
+
+static void echo_message(struct call *c, grpc_byte_buffer *bb)
+{
+    grpc_slice s = tool_bb_flatten(bb);
+    struct out_msg *m = xcalloc(1, sizeof(*m));
+    m->bb = prefixed(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+    grpc_slice_unref(s);
+    if (c->out_tail)
+        c->out_tail->next = m;
+    else
+        c->out_head = m;
+    c->out_tail = m;
+    c->out_len++;
+    c->echoed++;
+    if (c->out_len < ECHO_MAX_QUEUE)
+        start_recv(c);
+    else
+        c->recv_paused = true; /* the client does not read: stop reading too */
+    echo_pump(c);
 }
 
 /* Half-close seen: answer now or queue the reply until due_ms. */
 static void end_of_stream(struct call *c)
 {
     finalize(c);
+    switch (c->kind) {
+    case K_HANG:
+        return; /* never answered: the client's deadline or cancel ends the call */
+    case K_ECHO:
+        c->half_closed = true;
+        echo_pump(c);
+        return;
+    case K_SYNC:
+    case K_GO_PROFILE:
+    case K_STATUS:
+        reply_ok(c); /* synchronous methods answer at once, --delay-ms or not */
+        return;
+    default:
+        break;
+    }
     if (opt.delay_ms <= 0) {
         reply_ok(c);
         return;
@@ -669,7 +1004,8 @@ static void on_new_call(struct worker *w, struct request *r, bool ok)
         return; /* server shutting down */
     grpc_call *gc = r->call;
     r->call = NULL;
-    enum kind kind = route_of(r->details.method);
+    int status_code = 0;
+    enum kind kind = route_of(r->details.method, &status_code);
     bool auth_ok = !opt.token || kind == K_HEALTH || kind == K_UNIMPLEMENTED;
     for (size_t i = 0; !auth_ok && i < r->md.count; i++)
         auth_ok = grpc_slice_str_cmp(r->md.metadata[i].key, "authentication") == 0 &&
@@ -682,21 +1018,38 @@ static void on_new_call(struct worker *w, struct request *r, bool ok)
                      GRPC_SLICE_LENGTH(r->details.method), 1);
         pthread_mutex_unlock(&g_lock);
     }
+
+    struct call *c = xcalloc(1, sizeof(*c));
+    c->t_recv.type = TAG_RECV;
+    c->t_send.type = TAG_SEND;
+    c->t_status.type = TAG_STATUS;
+    c->t_meta.type = TAG_META;
+    c->t_close.type = TAG_CLOSE;
+    c->w = w;
+    c->call = gc;
+    c->kind = kind;
+    c->method = method;
+    c->status_code = status_code;
+    c->status_details = grpc_empty_slice();
+    if (kind_has_test_md(kind)) {
+        const char *auth = "none";
+        size_t alen = 4;
+        for (size_t i = 0; i < r->md.count; i++)
+            if (grpc_slice_str_cmp(r->md.metadata[i].key, "authentication") == 0) {
+                auth = (const char *)GRPC_SLICE_START_PTR(r->md.metadata[i].value);
+                alen = GRPC_SLICE_LENGTH(r->md.metadata[i].value);
+                break;
+            }
+        md_set(&c->init_md[c->n_init_md++], "x-fake-oap-initial", opt.name, strlen(opt.name));
+        md_set(&c->trail_md[c->n_trail_md++], "x-fake-oap", opt.name, strlen(opt.name));
+        md_set(&c->trail_md[c->n_trail_md++], "x-request-auth", auth, alen);
+    }
     grpc_call_details_destroy(&r->details);
     grpc_metadata_array_destroy(&r->md);
     grpc_call_details_init(&r->details);
     grpc_metadata_array_init(&r->md);
     arm_request(w, r);
 
-    struct call *c = xcalloc(1, sizeof(*c));
-    c->t_recv.type = TAG_RECV;
-    c->t_send.type = TAG_SEND;
-    c->t_close.type = TAG_CLOSE;
-    c->w = w;
-    c->call = gc;
-    c->kind = kind;
-    c->method = method;
-    c->status_details = grpc_empty_slice();
     c->next = w->active;
     if (w->active)
         w->active->prev = c;
@@ -723,6 +1076,15 @@ static void on_new_call(struct worker *w, struct request *r, bool ok)
         c->finalized = true;
         send_final(c, GRPC_STATUS_OK, NULL, serving, sizeof(serving), true);
     } else {
+        if (kind == K_ECHO) {
+            /* a bidi peer may wait for the headers before it sends: send them at once */
+            memset(&op, 0, sizeof(op));
+            op.op = GRPC_OP_SEND_INITIAL_METADATA;
+            op.data.send_initial_metadata.count = c->n_init_md;
+            op.data.send_initial_metadata.metadata = c->init_md;
+            c->initial_sent = true;
+            start_batch(c, &op, 1, &c->t_meta);
+        }
         start_recv(c);
     }
 }
@@ -730,6 +1092,7 @@ static void on_new_call(struct worker *w, struct request *r, bool ok)
 static void on_recv(struct call *c, bool ok)
 {
     c->pending--;
+    c->recv_inflight = false;
     grpc_byte_buffer *bb = c->recv_buf;
     c->recv_buf = NULL;
     if (c->status_sent) {
@@ -775,6 +1138,18 @@ static void on_recv(struct call *c, bool ok)
         }
     }
     bump(&c->w->msgs[c->method]);
+    if (c->kind == K_ECHO) {
+        echo_message(c, bb);
+        grpc_byte_buffer_destroy(bb);
+        maybe_free(c);
+        return;
+    }
+    if (c->kind == K_SYNC || c->kind == K_GO_PROFILE) {
+        grpc_slice s = tool_bb_flatten(bb);
+        req_append(c, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+        grpc_slice_unref(s);
+        c->echoed++;
+    }
     int rc = opt.count_only ? 0 : decode_and_credit(c, bb);
     grpc_byte_buffer_destroy(bb);
     if (rc < 0) {
@@ -788,13 +1163,36 @@ static void on_recv(struct call *c, bool ok)
     maybe_free(c);
 }
 
-static void on_send(struct call *c)
+/* An echo SEND_MESSAGE completed. */
+static void on_send(struct call *c, bool ok)
 {
     c->pending--;
+    c->send_inflight = false;
     if (c->send_buf) {
         grpc_byte_buffer_destroy(c->send_buf);
         c->send_buf = NULL;
     }
+    if (ok)
+        echo_pump(c);
+    else
+        out_free_all(c); /* the call is gone: its close or recv ends it */
+    maybe_free(c);
+}
+
+/* The final batch (status, with the reply and the initial metadata if not sent) completed. */
+static void on_status(struct call *c)
+{
+    c->pending--;
+    if (c->final_buf) {
+        grpc_byte_buffer_destroy(c->final_buf);
+        c->final_buf = NULL;
+    }
+    maybe_free(c);
+}
+
+static void on_meta(struct call *c)
+{
+    c->pending--;
     maybe_free(c);
 }
 
@@ -871,7 +1269,13 @@ static void *worker_main(void *arg)
                 on_recv((struct call *)((char *)t - offsetof(struct call, t_recv)), ev.success);
                 break;
             case TAG_SEND:
-                on_send((struct call *)((char *)t - offsetof(struct call, t_send)));
+                on_send((struct call *)((char *)t - offsetof(struct call, t_send)), ev.success);
+                break;
+            case TAG_STATUS:
+                on_status((struct call *)((char *)t - offsetof(struct call, t_status)));
+                break;
+            case TAG_META:
+                on_meta((struct call *)((char *)t - offsetof(struct call, t_meta)));
                 break;
             case TAG_CLOSE:
                 on_close((struct call *)((char *)t - offsetof(struct call, t_close)));
@@ -958,6 +1362,12 @@ static void build_summary(struct tool_json *j)
     item_stats_json(j, "logs", &g_st.log, "by_instance", "unattributed", false);
     item_stats_json(j, "meters", &g_st.met, "by_instance", "dropped", false);
     item_stats_json(j, "als", &g_st.als, "by_identifier", "unidentified", false);
+    tool_json_obj_open(j, "management");
+    tool_json_u64(j, "keepalive", g_st.keepalive);
+    tool_json_u64(j, "properties", g_st.properties);
+    tool_map_to_json(&g_st.keepalive_by_instance, j, "keepalive_by_instance");
+    tool_map_to_json(&g_st.properties_by_instance, j, "properties_by_instance");
+    tool_json_obj_close(j);
     tool_json_obj_close(j);
     pthread_mutex_unlock(&g_lock);
 }
@@ -1008,6 +1418,7 @@ static void usage(FILE *f)
             "usage: fake_oap --listen HOST:PORT [--name NAME] [--summary FILE] [--port-file FILE]\n"
             "                [--count-only] [--fail-after N] [--fail-status CODE] [--delay-ms MS]\n"
             "                [--max-recv-size BYTES] [--threads N] [--token T] [--ids FILE]\n"
+            "                [--hang-method PATH]... [--status-method PATH=CODE]...\n"
             "A fake SkyWalking OAP node: counts and credits what it receives (docs/test-tools.md).\n"
             "  --listen          address to listen on; port 0 picks a free port, printed as\n"
             "                    'listening HOST:PORT' on stdout\n"
@@ -1022,7 +1433,11 @@ static void usage(FILE *f)
             "  --max-recv-size   max inbound message size (default 52428800 = 50 MiB)\n"
             "  --threads         worker threads, one completion queue each (default 2)\n"
             "  --token           require metadata 'authentication: T' on report calls, else\n"
-            "                    PERMISSION_DENIED (as OAP does when a token is configured)\n");
+            "                    PERMISSION_DENIED (as OAP does when a token is configured)\n"
+            "  --hang-method P   never answer calls to path P (repeatable): the client's\n"
+            "                    deadline or cancel ends them\n"
+            "  --status-method P=CODE  answer calls to path P with status CODE (1..16) and\n"
+            "                    details 'fake status' (repeatable)\n");
 }
 
 static int parse_args(int argc, char **argv)
@@ -1056,7 +1471,29 @@ static int parse_args(int argc, char **argv)
             opt.port_file = v;
         else if (strcmp(a, "--token") == 0)
             opt.token = v;
-        else if (strcmp(a, "--fail-after") == 0 && tool_parse_u64(v, 1, UINT64_MAX, &n) == 0)
+        else if (strcmp(a, "--hang-method") == 0 || strcmp(a, "--status-method") == 0) {
+            if (opt.noverrides >= MAX_OVERRIDES || v[0] != '/') {
+                fprintf(stderr, "fake_oap: bad option or value: %s %s\n", a, v);
+                return -1;
+            }
+            struct override *o = &opt.overrides[opt.noverrides];
+            if (a[2] == 'h') {
+                o->path = v;
+                o->status = 0;
+            } else {
+                const char *eq = strrchr(v, '=');
+                if (!eq || eq == v || tool_parse_u64(eq + 1, 1, 16, &n) != 0) {
+                    fprintf(stderr, "fake_oap: --status-method wants PATH=CODE (1..16): %s\n", v);
+                    return -1;
+                }
+                char *path = strndup(v, (size_t)(eq - v));
+                if (!path)
+                    abort();
+                o->path = path; /* lives until exit */
+                o->status = (int)n;
+            }
+            opt.noverrides++;
+        } else if (strcmp(a, "--fail-after") == 0 && tool_parse_u64(v, 1, UINT64_MAX, &n) == 0)
             opt.fail_after = n;
         else if (strcmp(a, "--fail-status") == 0 && tool_parse_u64(v, 1, 16, &n) == 0)
             opt.fail_status = (int)n;
@@ -1100,6 +1537,8 @@ int main(int argc, char **argv)
     item_stats_init(&g_st.met);
     item_stats_init(&g_st.als);
     tool_map_init(&g_st.unimplemented);
+    tool_map_init(&g_st.keepalive_by_instance);
+    tool_map_init(&g_st.properties_by_instance);
 
     grpc_init();
     grpc_arg args[1];
@@ -1185,6 +1624,8 @@ int main(int argc, char **argv)
     item_stats_deinit(&g_st.met);
     item_stats_deinit(&g_st.als);
     tool_map_deinit(&g_st.unimplemented);
+    tool_map_deinit(&g_st.keepalive_by_instance);
+    tool_map_deinit(&g_st.properties_by_instance);
     for (int i = 0; i < g_nmethods; i++)
         free(g_method_names[i]);
     grpc_shutdown();
