@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "skyrelay/admin.h"
 #include "skyrelay/context.h"
 #include "skyrelay/log.h"
 #include "skyrelay/relay.h"
@@ -25,6 +26,7 @@
 #include "skyrelay/wire.h"
 #include "skyrelay/worker.h"
 
+#define HEALTH_CHECK "/grpc.health.v1.Health/Check"
 #define PENDING_REQUESTS 32 /* request_call kept outstanding per worker (grpc-core-notes 4g) */
 #define MAX_WAIT_MS 100     /* housekeeping period of the loop */
 
@@ -146,9 +148,18 @@ static void start(struct sr_dcall *dc, const grpc_op *ops, size_t n, struct sr_t
     dc->refs++;
 }
 
+static void finish_with(struct sr_dcall *dc, grpc_status_code status, const char *msg,
+                        const uint8_t *payload, size_t n_payload);
+
 /* Sends the final status (and, when OK, the method's empty response message:
  * an empty Commands / StreamAccessLogsResponse encodes as zero bytes). */
 static void finish(struct sr_dcall *dc, grpc_status_code status, const char *msg)
+{
+    finish_with(dc, status, msg, NULL, 0);
+}
+
+static void finish_with(struct sr_dcall *dc, grpc_status_code status, const char *msg,
+                        const uint8_t *payload, size_t n_payload)
 {
     grpc_op ops[3];
     size_t n = 0;
@@ -161,7 +172,9 @@ static void finish(struct sr_dcall *dc, grpc_status_code status, const char *msg
     ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
     n++;
     if (status == GRPC_STATUS_OK) {
-        dc->sbuf = grpc_raw_byte_buffer_create(NULL, 0);
+        grpc_slice s = grpc_slice_from_copied_buffer((const char *)payload, n_payload);
+        dc->sbuf = grpc_raw_byte_buffer_create(n_payload ? &s : NULL, n_payload ? 1 : 0);
+        grpc_slice_unref(s);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n].data.send_message.send_message = dc->sbuf;
         n++;
@@ -440,6 +453,17 @@ static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok)
                   (int)GRPC_SLICE_LENGTH(dc->details.method),
                   (const char *)GRPC_SLICE_START_PTR(dc->details.method));
         finish_early(dc, GRPC_STATUS_UNAUTHENTICATED, "skyrelay: missing or wrong authentication");
+        return;
+    }
+    if (GRPC_SLICE_LENGTH(dc->details.method) == sizeof(HEALTH_CHECK) - 1 &&
+        memcmp(GRPC_SLICE_START_PTR(dc->details.method), HEALTH_CHECK, sizeof(HEALTH_CHECK) - 1) == 0) {
+        /* grpc.health.v1.Health/Check answered here: HealthCheckResponse{status=1 SERVING | 2 NOT_SERVING} */
+        static const uint8_t serving[] = {0x08, 0x01}, not_serving[] = {0x08, 0x02};
+        memset(&op, 0, sizeof(op));
+        op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        op.data.recv_close_on_server.cancelled = &dc->cancelled;
+        start(dc, &op, 1, &dc->t_close);
+        finish_with(dc, GRPC_STATUS_OK, NULL, sr_ready(w->rt) ? serving : not_serving, 2);
         return;
     }
     if (!dc->m || dc->m->mode != SR_MODE_ASYNC) {

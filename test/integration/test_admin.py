@@ -123,7 +123,8 @@ class Admin(Case):
         self.assertGreater(m[("process_start_time_seconds", ())], time.time() - 600)
         info = [k for k in m if k[0] == "skyrelay_build_info"]
         self.assertEqual(len(info), 1)
-        self.assertEqual(dict(info[0][1])["version"], open(os.path.join(ROOT, "VERSION")).read().strip())
+        with open(os.path.join(ROOT, "VERSION")) as f:
+            self.assertEqual(dict(info[0][1])["version"], f.read().strip())
         self.assertEqual(m[info[0]], 1)
 
         # the stats log at exit agrees with the last scrape
