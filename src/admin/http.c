@@ -165,7 +165,10 @@ static void handle_request(struct conn *c)
         return;
     }
     if ((q = strchr(target, '?')) != NULL) *q = '\0'; /* no route takes parameters */
-    if (strcmp(target, "/metrics") == 0) {
+    if (strcmp(target, "/metrics") == 0 && admin.rt->cfg &&
+        !admin.rt->cfg->telemetry.export_prometheus) {
+        respond_text(c, 404, "Not Found", "metrics export is off (telemetry.export)\n", NULL);
+    } else if (strcmp(target, "/metrics") == 0) {
         size_t len = 0;
         char *body = sr_metrics_render(admin.rt, &len);
         if (!body) {

@@ -93,6 +93,9 @@ class Skyrelay(Proc):
             f.write("server:\n  address: %s\n%s" % (self.address, server_extra))
             f.write("upstream:\n  addresses: %s\n" % ",".join(upstreams))
             f.write(yaml_extra)
+            if "telemetry:" not in yaml_extra:
+                # many relays run side by side: no fixed admin port
+                f.write("telemetry:\n  prometheus_address: 127.0.0.1:0\n")
         super().__init__([SKYRELAY, "--config", self.config], workdir, name, env=env)
         wait_until(lambda: "listening on" in self.output() or not self.alive(), 10,
                    "skyrelay to listen")

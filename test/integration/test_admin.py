@@ -166,6 +166,14 @@ class Admin(Case):
         self.assertEqual(self.get("/nothing-here")[0], 404)
         self.assertEqual(self.get("/healthz")[1]["Connection"], "close")
 
+    def test_export_none_keeps_the_probes_without_metrics(self):
+        self.admin_port = free_port()
+        self.relay([self.oap("n0")], "telemetry:\n  export: none\n"
+                   "  prometheus_address: 127.0.0.1:%d\n" % self.admin_port)
+        self.assertEqual(self.get("/metrics")[0], 404)
+        self.assertEqual(self.get("/healthz")[0::2], (200, "ok"))
+        wait_until(lambda: self.get("/readyz")[0] == 200, 10, "/readyz to turn 200")
+
     def test_metrics_body_passes_promtool_check(self):
         promtool = shutil.which("promtool")
         if not promtool:

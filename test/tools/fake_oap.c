@@ -198,6 +198,7 @@ static struct {
     struct tool_map keepalive_by_instance, properties_by_instance;
 } g_st; /* guarded by g_lock */
 
+static struct tool_map g_stl_names; /* sw_stl_* meter names seen, guarded by g_lock */
 static char *g_method_names[MAX_METHODS]; /* append-only, guarded by g_lock */
 static int g_nmethods;
 
@@ -569,6 +570,17 @@ static int on_meter_batch(struct call *c, const uint8_t *data, size_t len)
     for (size_t i = 0; i < col->n_meterdata; i++)
         meter_read(&p, col->meterdata[i]);
     meter_process(&p);
+    /* skyrelay's and Satellite's self meters (sw_stl_*): counted by name */
+    pthread_mutex_lock(&g_lock);
+    for (size_t i = 0; i < col->n_meterdata; i++) {
+        const Skywalking__V3__MeterData *md = col->meterdata[i];
+        const char *nm = md->metric_case == SKYWALKING__V3__METER_DATA__METRIC_SINGLE_VALUE &&
+                                 md->singlevalue && md->singlevalue->name
+                             ? md->singlevalue->name
+                             : "";
+        if (strncmp(nm, "sw_stl_", 7) == 0) tool_map_add(&g_stl_names, nm, strlen(nm), 1);
+    }
+    pthread_mutex_unlock(&g_lock);
     free(svc);
     free(inst);
     free(ids);
@@ -1361,6 +1373,7 @@ static void build_summary(struct tool_json *j)
     item_stats_json(j, "segments", &g_st.seg, "by_instance", NULL, true);
     item_stats_json(j, "logs", &g_st.log, "by_instance", "unattributed", false);
     item_stats_json(j, "meters", &g_st.met, "by_instance", "dropped", false);
+    tool_map_to_json(&g_stl_names, j, "self_meters");
     item_stats_json(j, "als", &g_st.als, "by_identifier", "unidentified", false);
     tool_json_obj_open(j, "management");
     tool_json_u64(j, "keepalive", g_st.keepalive);
@@ -1537,6 +1550,7 @@ int main(int argc, char **argv)
     item_stats_init(&g_st.met);
     item_stats_init(&g_st.als);
     tool_map_init(&g_st.unimplemented);
+    tool_map_init(&g_stl_names);
     tool_map_init(&g_st.keepalive_by_instance);
     tool_map_init(&g_st.properties_by_instance);
 
@@ -1624,6 +1638,7 @@ int main(int argc, char **argv)
     item_stats_deinit(&g_st.met);
     item_stats_deinit(&g_st.als);
     tool_map_deinit(&g_st.unimplemented);
+    tool_map_deinit(&g_stl_names);
     tool_map_deinit(&g_st.keepalive_by_instance);
     tool_map_deinit(&g_st.properties_by_instance);
     for (int i = 0; i < g_nmethods; i++)
