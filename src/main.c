@@ -19,7 +19,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "skyrelay/admin.h"
 #include "skyrelay/config.h"
+#include "skyrelay/conn_limit.h"
 #include "skyrelay/log.h"
 #include "skyrelay/metrics.h"
 #include "skyrelay/worker.h"
@@ -123,6 +125,13 @@ static void log_stats(const char *when)
                 (unsigned long long)failed, (unsigned long long)up, (unsigned long long)down,
                 (unsigned long long)unauth, (unsigned long long)unimpl);
     }
+    {
+        struct sr_conn_stats cs;
+        sr_conn_limit_stats(&cs);
+        SR_INFO("stats", "%s connections live=%llu accepted=%llu refused=%llu closed=%llu", when,
+                (unsigned long long)cs.live, (unsigned long long)cs.accepted,
+                (unsigned long long)cs.refused, (unsigned long long)cs.closed);
+    }
     for (size_t i = 0; i < rt.up.n_nodes; i++) {
         struct sr_node *n = &rt.up.nodes[i];
         SR_INFO("stats", "%s node=%s sent=%llu batches=%llu failed_calls=%llu up=%d", when,
@@ -208,7 +217,7 @@ static char *listen_address(const char *a)
 
 static int run(const struct sr_config *cfg)
 {
-    grpc_arg args[6];
+    grpc_arg args[8];
     grpc_channel_args chargs = {.num_args = 6, .args = args};
     grpc_server_credentials *creds;
     uv_loop_t loop;
@@ -217,6 +226,7 @@ static int run(const struct sr_config *cfg)
     sigset_t set;
     char *addr;
     int port, rc = 1;
+    bool admin_failed = false;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
     memset(&rt, 0, sizeof(rt));
@@ -258,6 +268,17 @@ static int run(const struct sr_config *cfg)
     args[5].type = GRPC_ARG_INTEGER;
     args[5].key = (char *)GRPC_ARG_HTTP2_BDP_PROBE;
     args[5].value.integer = cfg->server.http2_bdp_probe ? 1 : 0;
+    if (cfg->server.max_connection_age_ms) {
+        /* connections older than this get GOAWAY: long-lived agents re-spread */
+        args[chargs.num_args].type = GRPC_ARG_INTEGER;
+        args[chargs.num_args].key = (char *)GRPC_ARG_MAX_CONNECTION_AGE_MS;
+        args[chargs.num_args].value.integer = (int)cfg->server.max_connection_age_ms;
+        chargs.num_args++;
+        args[chargs.num_args].type = GRPC_ARG_INTEGER;
+        args[chargs.num_args].key = (char *)GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS;
+        args[chargs.num_args].value.integer = (int)cfg->server.max_connection_age_grace_ms;
+        chargs.num_args++;
+    }
     rt.server = grpc_server_create(&chargs, NULL);
 
     rt.workers = calloc(rt.n_workers, sizeof(*rt.workers));
@@ -268,10 +289,15 @@ static int run(const struct sr_config *cfg)
             goto out_workers;
         }
 
+    if (sr_conn_limit_init(cfg->server.max_connections) != 0) {
+        SR_ERROR("main", "cannot start the connection monitor");
+        goto out_workers;
+    }
     addr = listen_address(cfg->server.address);
     creds = grpc_insecure_server_credentials_create();
     port = addr ? grpc_server_add_http2_port(rt.server, addr, creds) : 0;
     grpc_server_credentials_release(creds);
+    if (port > 0) sr_conn_limit_set_port(port);
     if (port == 0) {
         SR_ERROR("main", "cannot listen on %s", cfg->server.address);
         free(addr);
@@ -294,11 +320,25 @@ static int run(const struct sr_config *cfg)
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_timer_init(&loop, &stats_timer);
     uv_timer_start(&stats_timer, on_stats_tick, 60000, 60000);
+    /* admin port: probes always, /metrics when telemetry.export has prometheus */
+    if (cfg->telemetry.prometheus_address && cfg->telemetry.prometheus_address[0]) {
+        int admin_port = sr_admin_start(&loop, cfg->telemetry.prometheus_address, &rt);
+        if (admin_port < 0) {
+            /* a probe port that is not there is a misconfiguration: do not run half-visible */
+            SR_ERROR("main", "cannot serve the admin port on %s; stopping",
+                     cfg->telemetry.prometheus_address);
+            on_signal(&sig_term, SIGTERM);
+            admin_failed = true;
+        } else {
+            SR_INFO("main", "admin port %d (/metrics, /healthz, /readyz)", admin_port);
+        }
+    }
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
 
     /* Drained (or gave up): tear down in gRPC's order. */
     atomic_store(&rt.stopping, 1);
+    sr_admin_stop(); /* before the walk: it frees its connections itself */
     uv_walk(&loop, close_handle, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
@@ -308,7 +348,7 @@ static int run(const struct sr_config *cfg)
     for (uint32_t i = 0; i < rt.n_workers; i++) grpc_completion_queue_shutdown(rt.workers[i].cq);
     for (uint32_t i = 0; i < rt.n_workers; i++) pthread_join(rt.workers[i].thread, NULL);
     log_stats("final");
-    rc = 0;
+    rc = admin_failed ? 1 : 0;
 out_workers:
     for (uint32_t i = 0; i < rt.n_workers && rt.workers; i++) sr_worker_deinit(&rt.workers[i]);
     free(rt.workers);
@@ -316,6 +356,7 @@ out_server:
     if (rt.server) grpc_server_destroy(rt.server);
     sr_upstream_deinit(&rt.up);
 out_grpc:
+    sr_conn_limit_shutdown(); /* after grpc_server_destroy; a no-op if never started */
     grpc_shutdown();
     return rc;
 }

@@ -2,7 +2,8 @@
  *   GET /metrics  Prometheus text exposition of every counter (docs/metrics.md)
  *   GET /healthz  200 while the process runs
  *   GET /readyz   200 when listening and at least one upstream node is reachable, else 503
- * Main thread only. */
+ * sr_admin_start/stop and sr_metrics_render: main thread only; sr_ready: any thread
+ * (the workers answer grpc.health.v1.Health/Check with it). */
 #ifndef SKYRELAY_ADMIN_H
 #define SKYRELAY_ADMIN_H
 

@@ -368,5 +368,6 @@ void sr_admin_stop(void)
     admin.listening = false;
     while (admin.conns) conn_close(admin.conns);
     /* the handle may have been closed already by a uv_walk over the loop */
-    if (!uv_is_closing((uv_handle_t *)&admin.listener)) uv_close((uv_handle_t *)&admin.listener, NULL);
+    if (!uv_is_closing((uv_handle_t *)&admin.listener))
+        uv_close((uv_handle_t *)&admin.listener, NULL);
 }

@@ -213,7 +213,8 @@ struct pipe_family {
 
 static const struct pipe_family simple_families[] = {
     {"skyrelay_pipe_received_events_total", "counter",
-     "Events accepted into the pipe's queue (a segment, log record, meter message, ALS message, ...).",
+     "Events accepted into the pipe's queue (a segment, log record, meter message, ALS message, "
+     "...).",
      PS(recv_events)},
     {"skyrelay_pipe_received_bytes_total", "counter",
      "Bytes of the events accepted into the pipe's queue (context prefix included).",

@@ -14,7 +14,10 @@
  * show a connected channel. TRANSIENT_FAILURE and SHUTDOWN never count.
  * Asking the state with try_to_connect = 1 makes an IDLE channel connect, so
  * a fresh relay turns ready within a probe or two without any traffic.
- * A node without a channel (unit tests) is judged as IDLE. */
+ * A node without a channel (unit tests) is judged as IDLE.
+ *
+ * Any thread: it reads atomics and asks channels for their state (thread-safe
+ * in gRPC); the main thread (/readyz) and the workers (grpc.health.v1) call it. */
 #include <grpc/grpc.h>
 
 #include "skyrelay/admin.h"

@@ -16,13 +16,17 @@
  *
  * An admitted connection is counted live until it closes. To see that without
  * touching gRPC's I/O, a dup of the fd sits in a private epoll set for
- * EPOLLRDHUP|EPOLLHUP|EPOLLERR only (no EPOLLIN, so no data is consumed or
- * reported); the monitor thread then drops the dup. gRPC closes a connection
- * with shutdown(SHUT_RDWR) + close, and shutdown acts on the socket, not the fd,
- * so the dup sees HUP and never holds a connection open. One gRPC path closes
- * without shutdown (a connection dropped right after accept under memory
- * pressure): a sweep every SWEEP_MS finds the original fd gone (or reused by
- * another socket: fstat inode differs) and drops the dup.
+ * EPOLLRDHUP|EPOLLHUP only (no EPOLLIN, so no data is consumed or reported);
+ * the monitor thread then drops the dup. Every way a TCP connection ends (FIN,
+ * RST, keepalive or retransmission timeout) gives one of the two. EPOLLERR
+ * alone is no end (it also signals gRPC's error-queue notifications, should it
+ * use zerocopy or timestamps): ignored, and edge-triggered so it cannot spin.
+ * gRPC closes a connection with shutdown(SHUT_RDWR) + close; shutdown acts on
+ * the socket, not the fd, so the dup sees HUP and never holds a connection
+ * open. One gRPC path closes without shutdown (a connection dropped right
+ * after accept under memory pressure): a sweep every SWEEP_MS finds the
+ * original fd gone (or reused by another socket: the fstat inode differs) and
+ * drops the dup.
  *
  * Two more things protect gRPC's listener, which 1.51 abandons for good on
  * any accept4 error other than EAGAIN/EINTR: per-connection errors that the
@@ -73,9 +77,10 @@ struct watch {
 
 /* Read lock-free by accept4 and the stats. */
 static atomic_bool running;
-static _Atomic uint32_t max_live;     /* 0 = no limit, count only */
-static atomic_int limit_port;         /* 0 = none */
-static atomic_int listen_fds[N_LISTEN_FDS]; /* fd + 1 of sockets known to be on the port; 0 = free */
+static _Atomic uint32_t max_live; /* 0 = no limit, count only */
+static atomic_int limit_port;     /* 0 = none */
+/* fd + 1 of the listening sockets known to be on the port; 0 = free slot */
+static atomic_int listen_fds[N_LISTEN_FDS];
 static _Atomic uint64_t n_live, n_accepted, n_refused, n_closed;
 
 /* Under mu: the epoll set and the watched dups, indexed by dup fd. */
@@ -110,8 +115,13 @@ static const char *peer_name(int fd, char *buf, size_t n)
         snprintf(buf, n, "%s:%u", ip, ntohs(a->sin_port));
     } else if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-        snprintf(buf, n, "[%s]:%u", ip, ntohs(a->sin6_port));
+        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) { /* gRPC's dual-stack listener */
+            inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], ip, sizeof(ip));
+            snprintf(buf, n, "%s:%u", ip, ntohs(a->sin6_port));
+        } else {
+            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+            snprintf(buf, n, "[%s]:%u", ip, ntohs(a->sin6_port));
+        }
     } else {
         return "?";
     }
@@ -164,7 +174,7 @@ static void release_locked(int d)
  * (errno set), 1 if the module was shut down meanwhile (leave it alone). */
 static int watch(int fd)
 {
-    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLHUP | EPOLLERR};
+    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET}; /* + EPOLLHUP, EPOLLERR always */
     struct stat st;
     int d = -1, rc = -1;
 
@@ -209,6 +219,10 @@ static unsigned refuse_pending_without_fds(int sockfd)
     unsigned n = 0;
 
     pthread_mutex_lock(&mu);
+    if (!atomic_load(&running)) {
+        pthread_mutex_unlock(&mu);
+        return 0;
+    }
     if (spare_fd < 0) spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* lost last time */
     while (spare_fd >= 0) {
         int fd;
@@ -342,7 +356,8 @@ static void *monitor(void *arg)
             uint64_t d = ev[i].data.u64;
             if (d == WAKE_TAG)
                 stop = true;
-            else if ((int)d < n_watches && watches[d].orig >= 0)
+            else if ((ev[i].events & (EPOLLHUP | EPOLLRDHUP)) && (int)d < n_watches &&
+                     watches[d].orig >= 0)
                 release_locked((int)d);
         }
         pthread_mutex_unlock(&mu);
@@ -387,7 +402,8 @@ int sr_conn_limit_init(uint32_t max)
     epfd = epoll_create1(EPOLL_CLOEXEC);
     wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (epfd < 0 || wakefd < 0 || spare_fd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, &ev) != 0) {
+    if (epfd < 0 || wakefd < 0 || spare_fd < 0 ||
+        epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, &ev) != 0) {
         SR_ERROR("conn_limit", "cannot set up: %s", strerror(errno));
         goto fail;
     }

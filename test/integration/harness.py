@@ -112,6 +112,8 @@ class Skyrelay(Proc):
             kv = dict(t.split("=", 1) for t in rest.split() if "=" in t)
             if rest.startswith("calls "):
                 key = "calls"
+            elif rest.startswith("connections "):
+                key = "connections"
             else:
                 key = kv.pop("pipe", None) or "node:" + kv.pop("node", "?")
             out[key] = {k: (int(v) if v.isdigit() else v) for k, v in kv.items()}

@@ -14,6 +14,11 @@ from harness import ROOT, Case, free_port, loadgen, pipes, wait_until
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+UNESCAPE = re.compile(r'\\(.)')
+
+
+def unescape(v):
+    return UNESCAPE.sub(lambda e: "\n" if e.group(1) == "n" else e.group(1), v)
 
 
 def parse_metrics(text):
@@ -25,8 +30,7 @@ def parse_metrics(text):
         m = SAMPLE.match(line)
         if not m:
             raise AssertionError("not a sample line: %r" % line)
-        labels = tuple(sorted((k, re.sub(r'\\(.)', lambda e: {"n": "\n"}.get(e.group(1), e.group(1)), v))
-                              for k, v in LABEL.findall(m.group(2) or "")))
+        labels = tuple(sorted((k, unescape(v)) for k, v in LABEL.findall(m.group(2) or "")))
         key = (m.group(1), labels)
         if key in out:
             raise AssertionError("duplicate series: %r" % line)
@@ -114,7 +118,8 @@ class Admin(Case):
         self.assertEqual(sum(nodes.values()), 2100)
         for o in oaps:
             self.assertEqual(m[("skyrelay_upstream_node_up", (("node", o.address),))], 1)
-            self.assertEqual(m[("skyrelay_upstream_node_failed_calls_total", (("node", o.address),))], 0)
+            self.assertEqual(
+                m[("skyrelay_upstream_node_failed_calls_total", (("node", o.address),))], 0)
         # one loadgen connection per run; both closed
         self.assertEqual(m[("skyrelay_server_connections_accepted_total", ())], 2)
         self.assertEqual(m[("skyrelay_server_connections_refused_total", ())], 0)

@@ -207,6 +207,24 @@ static void a_close_from_either_side_frees_a_slot(void **state)
     close(lfd);
 }
 
+static void a_reset_from_the_client_frees_a_slot(void **state)
+{
+    int port, lfd = listen_loopback(&port), c, s;
+    struct linger rst = {.l_onoff = 1, .l_linger = 0};
+    (void)state;
+    assert_int_equal(sr_conn_limit_init(1), 0);
+    sr_conn_limit_set_port(port);
+    c = connect_client(port);
+    assert_int_equal(accept_all(lfd, &s, 1), 1);
+    assert_int_equal(setsockopt(c, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst)), 0);
+    close(c); /* RST, no FIN */
+    assert_true(live_becomes(0));
+    assert_int_equal(stats().closed, 1);
+    sr_conn_limit_shutdown();
+    close(s);
+    close(lfd);
+}
+
 /* gRPC drops a connection under memory pressure with a bare close(2): the
  * dup would hold it open, so the monitor's sweep must notice the fd is gone. */
 static void a_close_without_shutdown_is_found_by_the_sweep(void **state)
@@ -379,6 +397,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TEST(limit_admits_max_and_refuses_the_rest_leaving_no_backlog),
         TEST(a_close_from_either_side_frees_a_slot),
+        TEST(a_reset_from_the_client_frees_a_slot),
         TEST(a_close_without_shutdown_is_found_by_the_sweep),
         TEST(other_listeners_are_never_limited),
         TEST(without_init_accept4_passes_everything_through),

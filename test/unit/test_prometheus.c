@@ -88,7 +88,8 @@ static bool has_line(const char *body, const char *line)
 
 #define assert_line(body, line)                                                                    \
     do {                                                                                           \
-        if (!has_line((body), (line))) fail_msg("missing line: %s\n--- body:\n%s", (line), (body)); \
+        if (!has_line((body), (line)))                                                             \
+            fail_msg("missing line: %s\n--- body:\n%s", (line), (body));                           \
     } while (0)
 
 static struct sr_pipe_counters *pc(struct fixture *f, int worker, enum sr_pipe_id p)
