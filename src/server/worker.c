@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "skyrelay/admin.h"
+#include "skyrelay/auth.h"
 #include "skyrelay/context.h"
 #include "skyrelay/log.h"
 #include "skyrelay/relay.h"
@@ -407,15 +408,7 @@ static void process(struct sr_worker *w, struct sr_dcall *dc, grpc_slice body)
 /* server.authentication: the call must carry `authentication: <token>`. */
 static bool authenticated(struct sr_worker *w, struct sr_dcall *dc)
 {
-    const char *token = w->rt->cfg->server.authentication;
-    if (!token || !token[0]) return true;
-    for (size_t i = 0; i < dc->md.count; i++) {
-        grpc_slice k = dc->md.metadata[i].key, v = dc->md.metadata[i].value;
-        if (GRPC_SLICE_LENGTH(k) == 14 && memcmp(GRPC_SLICE_START_PTR(k), "authentication", 14) == 0)
-            return GRPC_SLICE_LENGTH(v) == strlen(token) &&
-                   memcmp(GRPC_SLICE_START_PTR(v), token, GRPC_SLICE_LENGTH(v)) == 0;
-    }
-    return false;
+    return sr_auth_ok(&dc->md, w->rt->cfg->server.authentication);
 }
 
 /* Answers a call that was never started (auth refused): status + close. */
