@@ -73,6 +73,22 @@ struct sr_pipe_config {
     struct sr_routing_config routing;
 };
 
+/* upstream.finder */
+enum sr_finder { SR_FINDER_STATIC = 0, SR_FINDER_DNS, SR_FINDER_KUBERNETES };
+
+/* upstream.kubernetes (Satellite's SATELLITE_GRPC_CLIENT_KUBERNETES_* names) */
+struct sr_k8s_config {
+    char *namespaces;      /* comma-separated; NULL = the pod's own namespace (service account) */
+    int kind;              /* 0 = pod, 1 = endpoints (EndpointSlices) */
+    char *label_selector;  /* e.g. "app=oap" */
+    char *field_selector;  /* optional */
+    uint32_t extra_port;   /* the OAP gRPC port on each pod / endpoint */
+    char *api_server;      /* "https://host:port"; NULL = in-cluster (KUBERNETES_SERVICE_HOST/PORT) */
+    char *bearer_token_file; /* NULL = the service account token */
+    char *ca_file;         /* NULL = the service account CA */
+    bool insecure_skip_verify;
+};
+
 struct sr_node_config {
     char *address; /* "host:port" as given to grpc_channel_create (owned) */
     uint32_t weight; /* from "host:port#weight"; 1 when absent */
@@ -96,8 +112,11 @@ struct sr_config {
     } server;
 
     struct {
-        struct sr_node_config *nodes; /* owned array */
+        int finder;                   /* enum sr_finder */
+        struct sr_node_config *nodes; /* owned array: static nodes, or the DNS names to resolve */
         size_t n_nodes;
+        uint32_t refresh_interval_ms; /* dns: re-resolve this often */
+        struct sr_k8s_config kubernetes;
         uint32_t call_timeout_ms;    /* deadline of one upstream batch call */
         uint32_t backoff_initial_ms; /* a failed node is skipped this long, doubling ... */
         uint32_t backoff_max_ms;     /* ... up to this */

@@ -89,6 +89,8 @@ void sr_config_defaults(struct sr_config *cfg)
     cfg->upstream.backoff_max_ms = 10 * SEC;
     cfg->upstream.retry_max_ms = 60 * SEC;
     cfg->upstream.sync_timeout_ms = 20 * SEC;
+    cfg->upstream.refresh_interval_ms = 10 * SEC;
+    cfg->upstream.kubernetes.extra_port = 11800;
     cfg->upstream.max_receive_message_size = 50 * MIB;
 
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
@@ -131,6 +133,12 @@ void sr_config_deinit(struct sr_config *cfg)
     if (cfg->telemetry.service != default_telemetry_service) free(cfg->telemetry.service);
     free(cfg->telemetry.instance);
     free(cfg->upstream.authentication);
+    free(cfg->upstream.kubernetes.namespaces);
+    free(cfg->upstream.kubernetes.label_selector);
+    free(cfg->upstream.kubernetes.field_selector);
+    free(cfg->upstream.kubernetes.api_server);
+    free(cfg->upstream.kubernetes.bearer_token_file);
+    free(cfg->upstream.kubernetes.ca_file);
     free_nodes(cfg->upstream.nodes, cfg->upstream.n_nodes);
     memset(cfg, 0, sizeof *cfg);
 }
@@ -156,7 +164,6 @@ enum ktype {
     K_STRING,   /* char *, owned, NULL = empty */
     K_EXPORT,   /* telemetry.export: comma list of prometheus, metrics_service, none */
     K_NODES,    /* upstream.nodes / n_nodes */
-    K_FINDER,   /* validated, not stored: only "static" exists */
     K_LEVEL,    /* int, enum sr_log_level */
     K_ENUM,     /* int, index into names */
 };
@@ -171,6 +178,8 @@ struct key {
 
 static const char *const segment_methods[] = {
     [SR_SEGMENT_COLLECT] = "collect", [SR_SEGMENT_COLLECT_IN_SYNC] = "collect_in_sync", NULL};
+static const char *const finders[] = {"static", "dns", "kubernetes", NULL};
+static const char *const k8s_kinds[] = {"pod", "endpoints", NULL};
 static const char *const routing_policies[] = {"round_robin", "weighted_round_robin", "fixed", NULL};
 static const char *const als_methods[] = {
     [SR_ALS_PER_IDENTIFIER] = "per_identifier", [SR_ALS_SATELLITE] = "satellite", NULL};
@@ -217,7 +226,25 @@ static const struct key keys[] = {
     {"server.max_connection_age_grace", K_DURATION, OFF(cfg.server.max_connection_age_grace_ms), 0,
      HOUR, NULL},
 
-    {"upstream.finder", K_FINDER, 0, 0, 0, NULL},
+    {"upstream.finder", K_ENUM, OFF(cfg.upstream.finder), 0, 0, finders},
+    {"upstream.refresh_interval", K_DURATION, OFF(cfg.upstream.refresh_interval_ms), 100, HOUR,
+     NULL},
+    {"upstream.kubernetes.namespaces", K_STRING, OFF(cfg.upstream.kubernetes.namespaces), 0, 0,
+     NULL},
+    {"upstream.kubernetes.kind", K_ENUM, OFF(cfg.upstream.kubernetes.kind), 0, 0, k8s_kinds},
+    {"upstream.kubernetes.label_selector", K_STRING, OFF(cfg.upstream.kubernetes.label_selector),
+     0, 0, NULL},
+    {"upstream.kubernetes.field_selector", K_STRING, OFF(cfg.upstream.kubernetes.field_selector),
+     0, 0, NULL},
+    {"upstream.kubernetes.extra_port", K_U32, OFF(cfg.upstream.kubernetes.extra_port), 1, 65535,
+     NULL},
+    {"upstream.kubernetes.api_server", K_STRING, OFF(cfg.upstream.kubernetes.api_server), 0, 0,
+     NULL},
+    {"upstream.kubernetes.bearer_token_file", K_STRING,
+     OFF(cfg.upstream.kubernetes.bearer_token_file), 0, 0, NULL},
+    {"upstream.kubernetes.ca_file", K_STRING, OFF(cfg.upstream.kubernetes.ca_file), 0, 0, NULL},
+    {"upstream.kubernetes.insecure_skip_verify", K_BOOL,
+     OFF(cfg.upstream.kubernetes.insecure_skip_verify), 0, 0, NULL},
     {"upstream.addresses", K_NODES, OFF(cfg.upstream.nodes), 0, 0, NULL},
     {"upstream.call_timeout", K_DURATION, OFF(cfg.upstream.call_timeout_ms), 10, HOUR, NULL},
     {"upstream.backoff_initial", K_DURATION, OFF(cfg.upstream.backoff_initial_ms), 1, 10 * MIN,
@@ -342,7 +369,7 @@ static bool key_set(const struct ctx *c, const void *f)
 {
     size_t off = (size_t)((const char *)f - (const char *)&c->s);
     for (size_t i = 0; i < N_KEYS; i++)
-        if (keys[i].off == off && keys[i].type != K_FINDER) return c->seen[i].set;
+        if (keys[i].off == off) return c->seen[i].set;
     return false;
 }
 
@@ -581,10 +608,6 @@ static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char
         *dst = copy;
         break;
     }
-    case K_FINDER:
-        if (strcmp(x.text, "static") != 0)
-            report(c, v, path, "unsupported finder '%s' (supported: static)%s", x.text, note);
-        break;
     case K_LEVEL:
         level = sr_config_value_log_level(x.text);
         if (level < 0)

@@ -98,6 +98,14 @@ static void assert_config_equal(const struct sr_config *a, const struct sr_confi
     assert_null(a->upstream.authentication);
     assert_null(b->upstream.authentication);
     assert_int_equal(a->upstream.sync_timeout_ms, b->upstream.sync_timeout_ms);
+    assert_int_equal(a->upstream.finder, b->upstream.finder);
+    assert_int_equal(a->upstream.refresh_interval_ms, b->upstream.refresh_interval_ms);
+    assert_int_equal(a->upstream.kubernetes.kind, b->upstream.kubernetes.kind);
+    assert_int_equal(a->upstream.kubernetes.extra_port, b->upstream.kubernetes.extra_port);
+    assert_int_equal(a->upstream.kubernetes.insecure_skip_verify,
+                     b->upstream.kubernetes.insecure_skip_verify);
+    assert_null(a->upstream.kubernetes.label_selector);
+    assert_null(b->upstream.kubernetes.label_selector);
     assert_int_equal(a->server.max_connections, b->server.max_connections);
     assert_int_equal(a->server.max_connection_age_ms, b->server.max_connection_age_ms);
     assert_int_equal(a->server.max_connection_age_grace_ms, b->server.max_connection_age_grace_ms);
@@ -173,7 +181,11 @@ static const char *const documented_keys[] = {
     "server.max_connections", "server.max_connection_age", "server.max_connection_age_grace",
     "telemetry.export", "telemetry.prometheus_address", "telemetry.service", "telemetry.instance",
     "telemetry.interval",
-    "upstream.finder", "upstream.addresses", "upstream.call_timeout", "upstream.backoff_initial",
+    "upstream.finder", "upstream.addresses", "upstream.refresh_interval",
+    "upstream.kubernetes.namespaces", "upstream.kubernetes.kind", "upstream.kubernetes.label_selector",
+    "upstream.kubernetes.field_selector", "upstream.kubernetes.extra_port",
+    "upstream.kubernetes.api_server", "upstream.kubernetes.bearer_token_file",
+    "upstream.kubernetes.ca_file", "upstream.kubernetes.insecure_skip_verify", "upstream.call_timeout", "upstream.backoff_initial",
     "upstream.backoff_max", "upstream.retry_max", "upstream.sync_timeout", "upstream.authentication", "upstream.max_receive_message_size",
     "queue.max_events", "queue.max_bytes", "queue.full_wait",
 #define PIPE(name)                                                                                \
@@ -617,9 +629,16 @@ static void unsupported_finder_rejected(void **state)
     struct run r;
     load_ok(&r, "upstream:\n  finder: static\n");
     done(&r);
-    expect_errors("upstream:\n  finder: kubernetes\n",
-                  "t.yaml:2:11: upstream.finder: unsupported finder 'kubernetes' (supported: "
-                  "static)\n");
+    load_ok(&r, "upstream:\n  finder: kubernetes\n  kubernetes:\n    label_selector: app=oap\n");
+    assert_int_equal(r.cfg.upstream.finder, SR_FINDER_KUBERNETES);
+    assert_string_equal(r.cfg.upstream.kubernetes.label_selector, "app=oap");
+    done(&r);
+    load_ok(&r, "upstream:\n  finder: dns\n  addresses: oap-headless:11800\n");
+    assert_int_equal(r.cfg.upstream.finder, SR_FINDER_DNS);
+    done(&r);
+    expect_errors("upstream:\n  finder: consul\n",
+                  "t.yaml:2:11: upstream.finder: unknown value 'consul' (expected static, dns or "
+                  "kubernetes)\n");
 }
 
 static void top_level_queue_is_every_pipes_default_and_pipe_queue_overrides(void **state)

@@ -1,0 +1,43 @@
+/* Node discovery. A finder produces the complete current list of OAP nodes
+ * and hands it to `publish`; the main thread turns it into a new node set for
+ * the router without a restart (queued batches for a vanished node go to the
+ * next candidate). Finders: static (config), dns (src/discovery/dns.c, on the
+ * libuv loop), kubernetes (src/discovery/kubernetes.c, its own thread). */
+#ifndef SKYRELAY_DISCOVERY_H
+#define SKYRELAY_DISCOVERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "skyrelay/config.h"
+
+/* Receives a complete node list. TAKES `nodes` (a malloc'd array whose
+ * `address` strings are malloc'd; free with sr_discovery_free_nodes). May be
+ * called from any thread; must not block. */
+typedef void (*sr_nodes_publish_fn)(void *arg, struct sr_node_config *nodes, size_t n);
+
+void sr_discovery_free_nodes(struct sr_node_config *nodes, size_t n);
+
+/* Discovery counters, any thread (relaxed). */
+struct sr_discovery_stats {
+    uint64_t updates;    /* node lists published */
+    uint64_t errors;     /* failed list/watch/resolve attempts */
+    uint64_t relists;    /* kubernetes: full re-lists (start, 410 Gone, broken watch) */
+    uint64_t nodes;      /* nodes in the last list */
+};
+
+/* Kubernetes finder: list then watch Pods (kind pod) or EndpointSlices (kind
+ * endpoints) matching cfg->label_selector (and field_selector) in each
+ * namespace, through the API server's REST API with libcurl and json-c, in its
+ * own thread. Only Ready pods with an IP count (Ready condition /
+ * endpoints[].conditions.ready), port cfg->extra_port. Watches with
+ * resourceVersion and allowWatchBookmarks; on 410 Gone or a broken watch,
+ * re-lists (with backoff on errors). Every change of the ready set calls
+ * publish with the whole set. In-cluster defaults: KUBERNETES_SERVICE_HOST/PORT,
+ * /var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt,namespace}.
+ * Returns 0 or -1 (bad settings, logged). */
+int sr_k8s_finder_start(const struct sr_k8s_config *cfg, sr_nodes_publish_fn publish, void *arg);
+void sr_k8s_finder_stop(void);
+void sr_k8s_finder_stats(struct sr_discovery_stats *out);
+
+#endif
