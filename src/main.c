@@ -22,6 +22,7 @@
 #include "skyrelay/admin.h"
 #include "skyrelay/config.h"
 #include "skyrelay/conn_limit.h"
+#include "skyrelay/discovery.h"
 #include "skyrelay/log.h"
 #include "skyrelay/metrics.h"
 #include "skyrelay/worker.h"
@@ -134,6 +135,7 @@ static void log_stats(const char *when)
     }
     for (size_t i = 0; i < rt.up.n_nodes; i++) {
         struct sr_node *n = &rt.up.nodes[i];
+        if (!sr_node_present(n)) continue;
         SR_INFO("stats", "%s node=%s sent=%llu batches=%llu failed_calls=%llu up=%d", when,
                 n->address, (unsigned long long)atomic_load(&n->sent_events),
                 (unsigned long long)atomic_load(&n->sent_batches),
@@ -197,6 +199,64 @@ static void on_stats_tick(uv_timer_t *t)
     log_stats("periodic");
 }
 
+static void free_node_list(struct sr_node_config *nodes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(nodes[i].address);
+    free(nodes);
+}
+
+/* A finder's new node list, on the main thread: the router follows it. */
+static void apply_nodes(struct sr_node_config *nodes, size_t n)
+{
+    size_t changes = sr_upstream_apply(&rt.up, nodes, n, sr_now_ms());
+    if (changes)
+        SR_INFO("discovery", "node set: %zu node(s), %zu change(s)", (size_t)rt.up.present, changes);
+    if (n == 0) SR_WARN("discovery", "the node set is empty: batches wait in the queues");
+    free_node_list(nodes, n);
+}
+
+static void publish_on_main(void *arg, struct sr_node_config *nodes, size_t n)
+{
+    (void)arg;
+    apply_nodes(nodes, n);
+}
+
+/* Finders on other threads hand their list over through an async handle. */
+static struct {
+    pthread_mutex_t mu;
+    struct sr_node_config *nodes;
+    size_t n;
+    bool have;
+    uv_async_t async;
+} pending_nodes = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void publish_from_thread(void *arg, struct sr_node_config *nodes, size_t n)
+{
+    (void)arg;
+    pthread_mutex_lock(&pending_nodes.mu);
+    if (pending_nodes.have) free_node_list(pending_nodes.nodes, pending_nodes.n); /* superseded */
+    pending_nodes.nodes = nodes;
+    pending_nodes.n = n;
+    pending_nodes.have = true;
+    pthread_mutex_unlock(&pending_nodes.mu);
+    uv_async_send(&pending_nodes.async);
+}
+
+static void on_pending_nodes(uv_async_t *a)
+{
+    struct sr_node_config *nodes;
+    size_t n;
+    bool have;
+    (void)a;
+    pthread_mutex_lock(&pending_nodes.mu);
+    nodes = pending_nodes.nodes;
+    n = pending_nodes.n;
+    have = pending_nodes.have;
+    pending_nodes.have = false;
+    pthread_mutex_unlock(&pending_nodes.mu);
+    if (have) apply_nodes(nodes, n);
+}
+
 static void close_handle(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -226,7 +286,7 @@ static int run(const struct sr_config *cfg)
     sigset_t set;
     char *addr;
     int port, rc = 1;
-    bool admin_failed = false;
+    bool start_failed = false;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
     memset(&rt, 0, sizeof(rt));
@@ -310,7 +370,7 @@ static int run(const struct sr_config *cfg)
             abort(); /* threads already running: no clean way back */
         }
     SR_INFO("main", "skyrelay %s listening on %s (port %d), %u workers, %zu upstream nodes",
-            SR_VERSION, addr, port, rt.n_workers, rt.up.n_nodes);
+            SR_VERSION, addr, port, rt.n_workers, (size_t)rt.up.present);
     free(addr);
 
     uv_loop_init(&loop);
@@ -328,10 +388,18 @@ static int run(const struct sr_config *cfg)
             SR_ERROR("main", "cannot serve the admin port on %s; stopping",
                      cfg->telemetry.prometheus_address);
             on_signal(&sig_term, SIGTERM);
-            admin_failed = true;
+            start_failed = true;
         } else {
             SR_INFO("main", "admin port %d (/metrics, /healthz, /readyz)", admin_port);
         }
+    }
+    uv_async_init(&loop, &pending_nodes.async, on_pending_nodes);
+    (void)publish_from_thread;
+    if (cfg->upstream.finder == SR_FINDER_DNS &&
+        sr_dns_finder_start(&loop, cfg, publish_on_main, NULL) != 0) {
+        SR_ERROR("main", "cannot start the DNS finder; stopping");
+        on_signal(&sig_term, SIGTERM);
+        start_failed = true;
     }
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -339,6 +407,7 @@ static int run(const struct sr_config *cfg)
     /* Drained (or gave up): tear down in gRPC's order. */
     atomic_store(&rt.stopping, 1);
     sr_admin_stop(); /* before the walk: it frees its connections itself */
+    if (cfg->upstream.finder == SR_FINDER_DNS) sr_dns_finder_stop();
     uv_walk(&loop, close_handle, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
@@ -348,7 +417,7 @@ static int run(const struct sr_config *cfg)
     for (uint32_t i = 0; i < rt.n_workers; i++) grpc_completion_queue_shutdown(rt.workers[i].cq);
     for (uint32_t i = 0; i < rt.n_workers; i++) pthread_join(rt.workers[i].thread, NULL);
     log_stats("final");
-    rc = admin_failed ? 1 : 0;
+    rc = start_failed ? 1 : 0;
 out_workers:
     for (uint32_t i = 0; i < rt.n_workers && rt.workers; i++) sr_worker_deinit(&rt.workers[i]);
     free(rt.workers);

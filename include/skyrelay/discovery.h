@@ -26,6 +26,18 @@ struct sr_discovery_stats {
     uint64_t nodes;      /* nodes in the last list */
 };
 
+/* DNS finder: every upstream.refresh_interval (first at once), resolves each
+ * upstream.addresses entry "name:port" with uv_getaddrinfo on `loop` (libuv's
+ * thread pool: the loop never blocks); every A/AAAA record is a node
+ * "ip:port" with the entry's weight (a headless Service gives one per pod).
+ * A name that fails to resolve keeps its previous records (a DNS hiccup does
+ * not empty the node set). Publishes when the set changed. Main thread. */
+struct uv_loop_s;
+int sr_dns_finder_start(struct uv_loop_s *loop, const struct sr_config *cfg,
+                        sr_nodes_publish_fn publish, void *arg);
+void sr_dns_finder_stop(void);
+void sr_dns_finder_stats(struct sr_discovery_stats *out);
+
 /* Kubernetes finder: list then watch Pods (kind pod) or EndpointSlices (kind
  * endpoints) matching cfg->label_selector (and field_selector) in each
  * namespace, through the API server's REST API with libcurl and json-c, in its

@@ -350,28 +350,28 @@ static void render_nodes(struct out *o, struct sr_runtime *rt)
     family(o, "skyrelay_upstream_node_up", "gauge",
            "1 unless the node is ejected (failure backoff) right now.");
     for (size_t i = 0; i < up->n_nodes; i++)
-        sample(o, "skyrelay_upstream_node_up", "node", up->nodes[i].address,
+        if (sr_node_present(&up->nodes[i])) sample(o, "skyrelay_upstream_node_up", "node", up->nodes[i].address,
                sr_node_is_up(&up->nodes[i], now) ? 1 : 0);
     family(o, "skyrelay_upstream_node_reachable", "gauge",
            "1 if the node counts for readiness: not ejected, and its channel is connected "
            "(or idle/connecting after an earlier successful call).");
     for (size_t i = 0; i < up->n_nodes; i++)
-        sample(o, "skyrelay_upstream_node_reachable", "node", up->nodes[i].address,
+        if (sr_node_present(&up->nodes[i])) sample(o, "skyrelay_upstream_node_reachable", "node", up->nodes[i].address,
                sr_node_reachable(&up->nodes[i], now) ? 1 : 0);
     family(o, "skyrelay_upstream_node_sent_events_total", "counter",
            "Events delivered to the node.");
     for (size_t i = 0; i < up->n_nodes; i++)
-        sample(o, "skyrelay_upstream_node_sent_events_total", "node", up->nodes[i].address,
+        if (sr_node_present(&up->nodes[i])) sample(o, "skyrelay_upstream_node_sent_events_total", "node", up->nodes[i].address,
                atomic_load_explicit(&up->nodes[i].sent_events, memory_order_relaxed));
     family(o, "skyrelay_upstream_node_batches_total", "counter",
            "Upstream calls to the node that ended OK.");
     for (size_t i = 0; i < up->n_nodes; i++)
-        sample(o, "skyrelay_upstream_node_batches_total", "node", up->nodes[i].address,
+        if (sr_node_present(&up->nodes[i])) sample(o, "skyrelay_upstream_node_batches_total", "node", up->nodes[i].address,
                atomic_load_explicit(&up->nodes[i].sent_batches, memory_order_relaxed));
     family(o, "skyrelay_upstream_node_failed_calls_total", "counter",
            "Upstream calls to the node that did not end OK.");
     for (size_t i = 0; i < up->n_nodes; i++)
-        sample(o, "skyrelay_upstream_node_failed_calls_total", "node", up->nodes[i].address,
+        if (sr_node_present(&up->nodes[i])) sample(o, "skyrelay_upstream_node_failed_calls_total", "node", up->nodes[i].address,
                atomic_load_explicit(&up->nodes[i].failed_calls, memory_order_relaxed));
 }
 

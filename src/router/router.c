@@ -21,7 +21,9 @@ int64_t sr_router_earliest_up(const struct sr_upstream *up)
 {
     int64_t best = INT64_MAX;
     for (size_t i = 0; i < up->n_nodes; i++) {
-        int64_t t = atomic_load_explicit(&up->nodes[i].down_until_ms, memory_order_relaxed);
+        int64_t t;
+        if (!sr_node_present(&up->nodes[i])) continue; /* gone nodes never come back by time */
+        t = atomic_load_explicit(&up->nodes[i].down_until_ms, memory_order_relaxed);
         if (t < best) best = t;
     }
     return best;

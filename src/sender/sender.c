@@ -236,6 +236,7 @@ static void free_ucall(struct sr_worker *w, struct sr_ucall *uc)
             w->ucalls = uc->next;
         if (uc->next) uc->next->prev = uc->prev;
         grpc_call_unref(uc->call);
+        atomic_fetch_sub_explicit(&uc->node->inflight, 1, memory_order_relaxed);
         w->live_ucalls--;
     }
     if (uc->sbuf) grpc_byte_buffer_destroy(uc->sbuf);
@@ -314,6 +315,7 @@ static void start_call(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batc
         b->failed_status = GRPC_STATUS_UNAVAILABLE;
         return;
     }
+    atomic_fetch_add_explicit(&node->inflight, 1, memory_order_relaxed);
     uc->next = w->ucalls;
     uc->prev = NULL;
     if (uc->next) uc->next->prev = uc;

@@ -85,7 +85,10 @@ static void maybe_free(struct sr_worker *w, struct sr_rcall *rc)
     if (rc->dsend) grpc_byte_buffer_destroy(rc->dsend);
     if (rc->usend) grpc_byte_buffer_destroy(rc->usend);
     if (rc->pending) grpc_byte_buffer_destroy(rc->pending);
-    if (rc->up) grpc_call_unref(rc->up);
+    if (rc->up) {
+        grpc_call_unref(rc->up);
+        atomic_fetch_sub_explicit(&rc->node->inflight, 1, memory_order_relaxed);
+    }
     if (rc->down) grpc_call_unref(rc->down);
     free(rc->fwd);
     free(rc->dout);
@@ -366,6 +369,7 @@ void sr_relay_start(struct sr_worker *w, grpc_call *call, grpc_call_details *det
      * (the earlier of the two) and its cancellation propagates. */
     rc->up = grpc_channel_create_call(rc->node->channel, rc->down, GRPC_PROPAGATE_DEFAULTS, w->cq,
                                       rc->details.method, NULL, deadline, NULL);
+    if (rc->up) atomic_fetch_add_explicit(&rc->node->inflight, 1, memory_order_relaxed);
     rc->fwd = filter_md(&rc->dmd, 1, &rc->n_fwd);
     if (!rc->up || !rc->fwd) {
         grpc_slice d = grpc_slice_from_static_string("skyrelay: cannot create upstream call");

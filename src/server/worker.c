@@ -79,6 +79,7 @@ static gpr_timespec ms_to_deadline(int64_t ms)
 }
 
 static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok);
+static void rebuild_balancers(struct sr_worker *w);
 static void on_recv(struct sr_worker *w, struct sr_tag *t, bool ok);
 static void on_send(struct sr_worker *w, struct sr_tag *t, bool ok);
 static void on_close(struct sr_worker *w, struct sr_tag *t, bool ok);
@@ -619,6 +620,11 @@ static void *worker_main(void *arg)
 
         /* now_ms was read when the last event arrived (or the wait timed out):
          * one clock read per loop turn. */
+        t = (int64_t)atomic_load_explicit(&w->rt->up.gen, memory_order_acquire);
+        if ((uint64_t)t != w->node_gen) {
+            w->node_gen = (uint64_t)t;
+            rebuild_balancers(w);
+        }
         if (atomic_load_explicit(&w->rt->force_stop, memory_order_relaxed) && !abandoned) {
             abandoned = true;
             for (int i = 0; i < SR_PIPE_COUNT; i++)
@@ -673,6 +679,44 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static struct sr_balancer *new_balancer(struct sr_runtime *rt, const struct sr_pipe_config *pc)
+{
+    static const struct sr_balancer_type *const by_policy[] = {
+        [SR_ROUTE_ROUND_ROBIN] = &sr_balancer_round_robin,
+        [SR_ROUTE_WEIGHTED_ROUND_ROBIN] = &sr_balancer_weighted_round_robin,
+        [SR_ROUTE_FIXED] = &sr_balancer_fixed,
+    };
+    struct sr_balancer_opts opts = {.lru_size = pc->routing.lru_size,
+                                    .lru_ttl_ms = pc->routing.lru_ttl_ms};
+    return by_policy[pc->routing.policy]->create(&rt->up, &opts);
+}
+
+/* The node set changed (discovery): rebuild this worker's balancers over it,
+ * keeping the fixed balancers' pins (inherit). On failure the old ones stay:
+ * they skip gone nodes, they only miss the new ones until the next change. */
+static void rebuild_balancers(struct sr_worker *w)
+{
+    struct sr_balancer *rb = sr_balancer_round_robin.create(&w->rt->up, NULL);
+    if (rb) {
+        w->relay_balancer->type->destroy(w->relay_balancer);
+        w->relay_balancer = rb;
+    }
+    for (int i = 0; i < SR_PIPE_COUNT; i++) {
+        struct sr_pipe_rt *p = &w->pipes[i];
+        struct sr_balancer *nb;
+        if (!p->cfg->enabled || !p->balancer) continue;
+        nb = new_balancer(w->rt, p->cfg);
+        if (!nb) {
+            SR_LOG_RL(SR_LOG_ERROR, "worker", "out of memory rebuilding a balancer");
+            continue;
+        }
+        sr_balancer_inherit(nb, p->balancer);
+        p->balancer->type->destroy(p->balancer);
+        p->balancer = nb;
+        p->dirty = true; /* batches waiting for a node may have one now */
+    }
+}
+
 int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
 {
     const struct sr_config *cfg = rt->cfg;
@@ -685,6 +729,7 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
     w->cq = grpc_completion_queue_create_for_next(NULL);
     if (!w->cq) return -1;
     grpc_server_register_completion_queue(rt->server, w->cq, NULL);
+    w->node_gen = atomic_load(&rt->up.gen);
     w->relay_balancer = sr_balancer_round_robin.create(&rt->up, NULL);
     if (!w->relay_balancer) return -1;
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
@@ -704,17 +749,8 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
         if (sr_partition_init(&p->part, (pc->queue.max_events + nw - 1) / nw,
                               (pc->queue.max_bytes + nw - 1) / nw, pc->sender.max_inflight) != 0)
             return -1;
-        {
-            static const struct sr_balancer_type *const by_policy[] = {
-                [SR_ROUTE_ROUND_ROBIN] = &sr_balancer_round_robin,
-                [SR_ROUTE_WEIGHTED_ROUND_ROBIN] = &sr_balancer_weighted_round_robin,
-                [SR_ROUTE_FIXED] = &sr_balancer_fixed,
-            };
-            struct sr_balancer_opts opts = {.lru_size = pc->routing.lru_size,
-                                            .lru_ttl_ms = pc->routing.lru_ttl_ms};
-            p->balancer = by_policy[pc->routing.policy]->create(&rt->up, &opts);
-            if (!p->balancer) return -1;
-        }
+        p->balancer = new_balancer(rt, pc);
+        if (!p->balancer) return -1;
     }
     return 0;
 }

@@ -26,43 +26,37 @@ uint32_t sr_backoff_ms(uint32_t initial_ms, uint32_t max_ms, uint32_t k)
     return (uint32_t)(b < max_ms ? b : max_ms);
 }
 
-int sr_upstream_init(struct sr_upstream *up, const struct sr_config *cfg)
+static grpc_channel *new_channel(const struct sr_upstream *up, const char *address)
 {
-    grpc_channel_credentials *creds;
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     grpc_arg args[2];
     grpc_channel_args chargs = {.num_args = 2, .args = args};
-    int max_recv = cfg->upstream.max_receive_message_size > INT_MAX
-                       ? INT_MAX
-                       : (int)cfg->upstream.max_receive_message_size;
-
-    memset(up, 0, sizeof(*up));
-    up->backoff_initial_ms = cfg->upstream.backoff_initial_ms;
-    up->backoff_max_ms = cfg->upstream.backoff_max_ms;
-    up->nodes = calloc(cfg->upstream.n_nodes, sizeof(*up->nodes));
-    if (!up->nodes) return -1;
-    up->n_nodes = cfg->upstream.n_nodes;
+    grpc_channel *ch;
 
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = max_recv;
+    args[0].value.integer = up->max_recv;
     args[1].type = GRPC_ARG_INTEGER;
     args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
     args[1].value.integer = -1;
-
-    creds = grpc_insecure_credentials_create();
-    for (size_t i = 0; i < up->n_nodes; i++) {
-        struct sr_node *n = &up->nodes[i];
-        n->address = strdup(cfg->upstream.nodes[i].address);
-        n->weight = cfg->upstream.nodes[i].weight ? cfg->upstream.nodes[i].weight : 1;
-        n->index = (uint32_t)i;
-        n->channel = grpc_channel_create(n->address, creds, &chargs);
-        if (!n->address || !n->channel) {
-            grpc_channel_credentials_release(creds);
-            return -1;
-        }
-        SR_INFO("upstream", "node %s (weight %u)", n->address, n->weight);
-    }
+    ch = grpc_channel_create(address, creds, &chargs);
     grpc_channel_credentials_release(creds);
+    return ch;
+}
+
+int sr_upstream_init(struct sr_upstream *up, const struct sr_config *cfg)
+{
+    memset(up, 0, sizeof(*up));
+    up->backoff_initial_ms = cfg->upstream.backoff_initial_ms;
+    up->backoff_max_ms = cfg->upstream.backoff_max_ms;
+    up->max_recv = cfg->upstream.max_receive_message_size > INT_MAX
+                       ? INT_MAX
+                       : (int)cfg->upstream.max_receive_message_size;
+    up->nodes = calloc(SR_MAX_NODES, sizeof(*up->nodes));
+    if (!up->nodes) return -1;
+    /* static finder: the configured list now; dns/kubernetes publish theirs later */
+    if (cfg->upstream.finder == SR_FINDER_STATIC)
+        sr_upstream_apply(up, cfg->upstream.nodes, cfg->upstream.n_nodes, 0);
     return 0;
 }
 
@@ -74,6 +68,99 @@ void sr_upstream_deinit(struct sr_upstream *up)
     }
     free(up->nodes);
     memset(up, 0, sizeof(*up));
+}
+
+#define SLOT_REUSE_MS 60000
+
+size_t sr_upstream_apply(struct sr_upstream *up, const struct sr_node_config *nodes, size_t n,
+                         int64_t now_ms)
+{
+    size_t changes = 0, used = up->n_nodes, present = 0;
+    bool *wanted = calloc(used + n + 1, sizeof(*wanted));
+
+    if (!wanted) {
+        SR_ERROR("upstream", "out of memory applying a node list; keeping the current one");
+        return 0;
+    }
+    for (size_t k = 0; k < n; k++) {
+        struct sr_node *slot = NULL, *reuse = NULL;
+        uint32_t w = nodes[k].weight ? nodes[k].weight : 1;
+        for (size_t i = 0; i < used; i++) {
+            struct sr_node *nd = &up->nodes[i];
+            if (nd->address && strcmp(nd->address, nodes[k].address) == 0) {
+                slot = nd;
+                break;
+            }
+            if (!reuse && sr_node_present(nd) == false && now_ms - nd->gone_since_ms >= SLOT_REUSE_MS &&
+                atomic_load(&nd->inflight) == 0)
+                reuse = nd;
+        }
+        if (slot) {
+            if (wanted[slot->index]) continue; /* listed twice */
+            wanted[slot->index] = true;
+            if (!sr_node_present(slot)) {
+                atomic_store(&slot->failures, 0);
+                atomic_store(&slot->down_until_ms, 0);
+                atomic_store_explicit(&slot->gone, 0, memory_order_release);
+                SR_INFO("upstream", "node %s is back in the node set", slot->address);
+                changes++;
+            }
+            if (slot->weight != w) {
+                slot->weight = w;
+                changes++;
+            }
+            continue;
+        }
+        if (!reuse && used < SR_MAX_NODES) {
+            reuse = &up->nodes[used];
+            reuse->index = (uint32_t)used;
+            used++;
+        }
+        if (!reuse) {
+            SR_LOG_RL(SR_LOG_ERROR, "upstream", "no free node slot for %s (%d in use)",
+                      nodes[k].address, SR_MAX_NODES);
+            continue;
+        }
+        if (reuse->channel) grpc_channel_destroy(reuse->channel);
+        free(reuse->address);
+        reuse->address = strdup(nodes[k].address);
+        reuse->weight = w;
+        reuse->channel = reuse->address ? new_channel(up, reuse->address) : NULL;
+        atomic_store(&reuse->failures, 0);
+        atomic_store(&reuse->down_until_ms, 0);
+        atomic_store(&reuse->sent_events, 0);
+        atomic_store(&reuse->sent_batches, 0);
+        atomic_store(&reuse->failed_calls, 0);
+        if (!reuse->address || !reuse->channel) {
+            SR_ERROR("upstream", "cannot create a channel to %s", nodes[k].address);
+            atomic_store(&reuse->gone, 1);
+            reuse->gone_since_ms = now_ms;
+            continue;
+        }
+        atomic_store_explicit(&reuse->gone, 0, memory_order_release);
+        wanted[reuse->index] = true;
+        SR_INFO("upstream", "node %s (weight %u) joins the node set", reuse->address, w);
+        changes++;
+    }
+    /* publish the slots before the workers may look at them */
+    atomic_store_explicit(&up->n_nodes, used, memory_order_release);
+    for (size_t i = 0; i < used; i++) {
+        struct sr_node *nd = &up->nodes[i];
+        if (wanted[i]) {
+            present++;
+            continue;
+        }
+        if (sr_node_present(nd) && nd->address) {
+            atomic_store_explicit(&nd->gone, 1, memory_order_release);
+            nd->gone_since_ms = now_ms;
+            SR_INFO("upstream", "node %s left the node set", nd->address);
+            changes++;
+        }
+    }
+    up->present = present;
+    if (changes) atomic_fetch_add(&up->gen, 1);
+    free(wanted);
+    return changes;
 }
 
 void sr_node_report(struct sr_upstream *up, struct sr_node *n, bool ok, int64_t now_ms,
