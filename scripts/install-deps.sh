@@ -4,7 +4,7 @@
 # install on a fresh machine. Needs root (or sudo) only when something is missing.
 set -e
 PKGS="gcc make pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
-libuv1-dev libyaml-dev libcmocka-dev python3 python3-grpcio python3-yaml procps prometheus"
+libuv1-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev libjson-c-dev openssl python3 python3-grpcio python3-yaml procps prometheus"
 missing=""
 # Node.js for the real-agent test: only when no node is installed (a NodeSource
 # nodejs conflicts with Debian's npm package)

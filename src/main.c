@@ -201,8 +201,7 @@ static void on_stats_tick(uv_timer_t *t)
 
 static void free_node_list(struct sr_node_config *nodes, size_t n)
 {
-    for (size_t i = 0; i < n; i++) free(nodes[i].address);
-    free(nodes);
+    sr_discovery_free_nodes(nodes, n);
 }
 
 /* A finder's new node list, on the main thread: the router follows it. */
@@ -394,7 +393,12 @@ static int run(const struct sr_config *cfg)
         }
     }
     uv_async_init(&loop, &pending_nodes.async, on_pending_nodes);
-    (void)publish_from_thread;
+    if (cfg->upstream.finder == SR_FINDER_KUBERNETES &&
+        sr_k8s_finder_start(&cfg->upstream.kubernetes, publish_from_thread, NULL) != 0) {
+        SR_ERROR("main", "cannot start the Kubernetes finder; stopping");
+        on_signal(&sig_term, SIGTERM);
+        start_failed = true;
+    }
     if (cfg->upstream.finder == SR_FINDER_DNS &&
         sr_dns_finder_start(&loop, cfg, publish_on_main, NULL) != 0) {
         SR_ERROR("main", "cannot start the DNS finder; stopping");
@@ -408,6 +412,7 @@ static int run(const struct sr_config *cfg)
     atomic_store(&rt.stopping, 1);
     sr_admin_stop(); /* before the walk: it frees its connections itself */
     if (cfg->upstream.finder == SR_FINDER_DNS) sr_dns_finder_stop();
+    if (cfg->upstream.finder == SR_FINDER_KUBERNETES) sr_k8s_finder_stop();
     uv_walk(&loop, close_handle, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);

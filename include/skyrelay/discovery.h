@@ -12,17 +12,21 @@
 #include "skyrelay/config.h"
 
 /* Receives a complete node list. TAKES `nodes` (a malloc'd array whose
- * `address` strings are malloc'd; free with sr_discovery_free_nodes). May be
- * called from any thread; must not block. */
+ * `address` strings are malloc'd; free with sr_discovery_free_nodes; may be NULL when
+ * n == 0). May be called from any thread (the kubernetes finder calls it from
+ * its own threads, one call at a time); must not block. */
 typedef void (*sr_nodes_publish_fn)(void *arg, struct sr_node_config *nodes, size_t n);
 
+/* Frees a list handed to sr_nodes_publish_fn (each address, then the array).
+ * NULL is fine. Any thread. */
 void sr_discovery_free_nodes(struct sr_node_config *nodes, size_t n);
 
 /* Discovery counters, any thread (relaxed). */
 struct sr_discovery_stats {
     uint64_t updates;    /* node lists published */
     uint64_t errors;     /* failed list/watch/resolve attempts */
-    uint64_t relists;    /* kubernetes: full re-lists (start, 410 Gone, broken watch) */
+    uint64_t relists;    /* kubernetes: LIST requests made (start, 410 Gone, broken watch,
+                          * retries after errors) */
     uint64_t nodes;      /* nodes in the last list */
 };
 
@@ -47,9 +51,18 @@ void sr_dns_finder_stats(struct sr_discovery_stats *out);
  * re-lists (with backoff on errors). Every change of the ready set calls
  * publish with the whole set. In-cluster defaults: KUBERNETES_SERVICE_HOST/PORT,
  * /var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt,namespace}.
- * Returns 0 or -1 (bad settings, logged). */
+ * One thread per namespace, all signals blocked; the union of the namespaces'
+ * nodes is published, sorted and de-duplicated, only when it changed (the
+ * first complete list is published even when empty). Errors (connection, TLS,
+ * HTTP status, broken stream) are counted and retried with backoff 1 s..30 s,
+ * keeping the last published set: an error never publishes an empty list.
+ * See docs/discovery-kubernetes.md. `cfg` is borrowed for the call only.
+ * Main thread; one finder at a time. Returns 0 or -1 (bad settings, logged). */
 int sr_k8s_finder_start(const struct sr_k8s_config *cfg, sr_nodes_publish_fn publish, void *arg);
+/* Stops the finder and joins its threads (promptly, even mid-watch); publish is
+ * not called after it returns. Main thread; harmless when not running. */
 void sr_k8s_finder_stop(void);
+/* Counters since the last sr_k8s_finder_start; any thread. */
 void sr_k8s_finder_stats(struct sr_discovery_stats *out);
 
 #endif

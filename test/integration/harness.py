@@ -65,15 +65,15 @@ class Proc:
 
 
 class FakeOap(Proc):
-    def __init__(self, workdir, name, extra=(), port=None):
+    def __init__(self, workdir, name, extra=(), port=None, listen_ip="127.0.0.1"):
         self.port = port or free_port()
         self.summary_path = os.path.join(workdir, name + ".json")
         self.ids_path = os.path.join(workdir, name + ".ids")
-        super().__init__([FAKE_OAP, "--listen", "127.0.0.1:%d" % self.port, "--name", name,
+        super().__init__([FAKE_OAP, "--listen", "%s:%d" % (listen_ip, self.port), "--name", name,
                           "--summary", self.summary_path, "--ids", self.ids_path] + list(extra),
                          workdir, name)
         wait_until(lambda: "listening" in self.output(), 10, name + " to listen")
-        self.address = "127.0.0.1:%d" % self.port
+        self.address = "%s:%d" % (listen_ip, self.port)
 
     def summary(self):
         try:
@@ -173,8 +173,8 @@ class Case(unittest.TestCase):
                 pass
         self.tmp.cleanup()
 
-    def oap(self, name, extra=(), port=None):
-        p = FakeOap(self.dir, name, extra, port)
+    def oap(self, name, extra=(), port=None, listen_ip="127.0.0.1"):
+        p = FakeOap(self.dir, name, extra, port, listen_ip)
         self.procs.append(p)
         return p
 
