@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PORT=${DEMO_PORT:-11800}
 N1=$((PORT + 1))
 N2=$((PORT + 2))
+ADMIN=${DEMO_ADMIN_PORT:-1234}
 DIR=$(mktemp -d /tmp/skyrelay-demo.XXXXXX)
 PIDS=""
 
@@ -19,9 +20,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-for port in $PORT $N1 $N2; do
+for port in $PORT $N1 $N2 $ADMIN; do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
-        echo "port $port is in use; set DEMO_PORT to another base port" >&2
+        echo "port $port is in use; set DEMO_PORT (or DEMO_ADMIN_PORT) to free ports" >&2
         exit 1
     fi
 done 2>/dev/null
@@ -32,6 +33,7 @@ build/fake_oap --listen 127.0.0.1:$N2 --name oap-2 --summary "$DIR/oap-2.json" >
 PIDS="$PIDS $!"
 
 SATELLITE_GRPC_ADDRESS=0.0.0.0:$PORT \
+SATELLITE_TELEMETRY_PROMETHEUS_ADDRESS=127.0.0.1:$ADMIN \
 SATELLITE_GRPC_CLIENT=127.0.0.1:$N1,127.0.0.1:$N2 \
     build/skyrelay --config config/skyrelay.yaml 2>"$DIR/skyrelay.log" &
 RELAY=$!
@@ -61,8 +63,11 @@ for p in sys.argv[1:]:
     s = json.load(open(p))
     print("%-8s %9d %6d %7d %9d" % (s["name"], s["segments"]["total"], s["logs"]["total"],
                                     s["meters"]["total"], s["als"]["total"]))
-print("(sent: 4000 segments, 800 logs, 400 meter data, 4000 ALS log entries in 400 messages)")
+print("(sent: 4000 segments, 800 logs, 400 meter data, 4000 ALS log entries in 400 messages;")
+print(" meters are routed by instance (fixed), so their split follows the 4 instances)")
 PY
 echo
-echo "skyrelay keeps serving on :$PORT (log: $DIR/skyrelay.log). Ctrl-C to stop."
+echo "skyrelay keeps serving on :$PORT (log: $DIR/skyrelay.log)."
+echo "metrics: curl http://127.0.0.1:$ADMIN/metrics   readiness: curl http://127.0.0.1:$ADMIN/readyz"
+echo "Ctrl-C to stop."
 wait $RELAY
