@@ -58,34 +58,16 @@ static void on_server_shutdown(struct sr_worker *w, struct sr_tag *t, bool ok)
     atomic_store(&rt.server_shutdown_done, 1);
 }
 
-static void sum_pipe(enum sr_pipe_id id, struct sr_pipe_counters *out)
+static void sum_pipe(enum sr_pipe_id id, struct sr_pipe_totals *out)
 {
     memset(out, 0, sizeof(*out));
-#define ADD(f) SR_CNT_ADD(out->f, SR_CNT_GET(rt.workers[i].ctr.pipe[id].f))
-    for (uint32_t i = 0; i < rt.n_workers; i++) {
-        ADD(recv_events);
-        ADD(recv_bytes);
-        ADD(rejected_events);
-        ADD(refused_calls);
-        ADD(invalid_calls);
-        ADD(broken_calls);
-        ADD(ok_calls);
-        ADD(paused);
-        ADD(sent_events);
-        ADD(sent_batches);
-        ADD(upstream_calls);
-        ADD(upstream_failed);
-        ADD(retried_batches);
-        ADD(retried_events);
-        for (int r = 0; r < SR_DROP_COUNT; r++) ADD(dropped_events[r]);
-    }
-#undef ADD
+    for (uint32_t i = 0; i < rt.n_workers; i++) sr_pipe_totals_add(out, &rt.workers[i].ctr.pipe[id]);
 }
 
 static void log_stats(const char *when)
 {
     for (int p = 0; p < SR_PIPE_COUNT; p++) {
-        struct sr_pipe_counters c;
+        struct sr_pipe_totals c;
         uint64_t depth = 0;
         if (!rt.cfg->pipes[p].enabled) continue;
         sum_pipe((enum sr_pipe_id)p, &c);
@@ -103,9 +85,9 @@ static void log_stats(const char *when)
                 (unsigned long long)c.invalid_calls, (unsigned long long)c.broken_calls,
                 (unsigned long long)c.paused, (unsigned long long)c.upstream_failed,
                 (unsigned long long)c.retried_events,
-                (unsigned long long)c.dropped_events[SR_DROP_RETRY_EXHAUSTED],
-                (unsigned long long)c.dropped_events[SR_DROP_UPSTREAM_REJECTED],
-                (unsigned long long)c.dropped_events[SR_DROP_SHUTDOWN]);
+                (unsigned long long)c.dropped[SR_DROP_RETRY_EXHAUSTED],
+                (unsigned long long)c.dropped[SR_DROP_UPSTREAM_REJECTED],
+                (unsigned long long)c.dropped[SR_DROP_SHUTDOWN]);
     }
     {
         uint64_t sync = 0, relay = 0, failed = 0, up = 0, down = 0, unauth = 0, unimpl = 0;

@@ -65,6 +65,16 @@ struct sr_worker_counters {
                           memory_order_relaxed)
 #define SR_CNT_GET(c) atomic_load_explicit(&(c), memory_order_relaxed)
 
+/* A plain snapshot of pipe counters, summed over workers for display. */
+struct sr_pipe_totals {
+    uint64_t recv_events, recv_bytes, rejected_events, refused_calls, invalid_calls, broken_calls,
+        ok_calls, paused, sent_events, sent_batches, upstream_calls, upstream_failed,
+        retried_batches, retried_events, dropped[SR_DROP_COUNT];
+};
+
+/* Adds one worker's counters of a pipe to *t (relaxed loads). Any thread. */
+void sr_pipe_totals_add(struct sr_pipe_totals *t, const struct sr_pipe_counters *c);
+
 const char *sr_drop_reason_name(enum sr_drop_reason r);
 
 #endif

@@ -139,9 +139,7 @@ static void sample2(struct out *o, const char *name, const char *k1, const char 
 /* ---- sums over the workers ---- */
 
 struct pipe_sum {
-    uint64_t recv_events, recv_bytes, rejected_events, refused_calls, invalid_calls,
-        broken_calls, ok_calls, paused, sent_events, sent_batches, upstream_calls,
-        upstream_failed, retried_batches, retried_events, dropped[SR_DROP_COUNT];
+    struct sr_pipe_totals t;
     uint64_t depth_events, depth_bytes, cap_events, cap_bytes;
     uint64_t bucket[SR_LAT_BUCKETS]; /* not cumulative, like struct sr_latency */
     uint64_t lat_sum_us;
@@ -155,23 +153,7 @@ static void sum_pipe(const struct sr_runtime *rt, enum sr_pipe_id id, struct pip
         struct sr_pipe_counters *c = &w->ctr.pipe[id];
         struct sr_latency *l = &w->ctr.upstream_latency[id];
         struct sr_partition *part = &w->pipes[id].part;
-#define ADD(f) s->f += SR_CNT_GET(c->f)
-        ADD(recv_events);
-        ADD(recv_bytes);
-        ADD(rejected_events);
-        ADD(refused_calls);
-        ADD(invalid_calls);
-        ADD(broken_calls);
-        ADD(ok_calls);
-        ADD(paused);
-        ADD(sent_events);
-        ADD(sent_batches);
-        ADD(upstream_calls);
-        ADD(upstream_failed);
-        ADD(retried_batches);
-        ADD(retried_events);
-#undef ADD
-        for (int r = 0; r < SR_DROP_COUNT; r++) s->dropped[r] += SR_CNT_GET(c->dropped_events[r]);
+        sr_pipe_totals_add(&s->t, c);
         for (int b = 0; b < SR_LAT_BUCKETS; b++) s->bucket[b] += SR_CNT_GET(l->bucket[b]);
         s->lat_sum_us += SR_CNT_GET(l->sum_us);
         s->depth_events += atomic_load_explicit(&part->depth_events, memory_order_relaxed);
@@ -215,16 +197,16 @@ static const struct pipe_family simple_families[] = {
     {"skyrelay_pipe_received_events_total", "counter",
      "Events accepted into the pipe's queue (a segment, log record, meter message, ALS message, "
      "...).",
-     PS(recv_events)},
+     PS(t.recv_events)},
     {"skyrelay_pipe_received_bytes_total", "counter",
      "Bytes of the events accepted into the pipe's queue (context prefix included).",
-     PS(recv_bytes)},
+     PS(t.recv_bytes)},
     {"skyrelay_pipe_rejected_events_total", "counter",
      "Messages refused because the pipe's queue stayed full for queue.full_wait.",
-     PS(rejected_events)},
+     PS(t.rejected_events)},
     {"skyrelay_pipe_paused_total", "counter",
      "Times a downstream stream was paused because its queue partition was full (backpressure).",
-     PS(paused)},
+     PS(t.paused)},
     {"skyrelay_queue_events", "gauge",
      "Events in the pipe's queue now, waiting or in flight upstream (sum over worker partitions).",
      PS(depth_events)},
@@ -236,17 +218,17 @@ static const struct pipe_family simple_families[] = {
     {"skyrelay_queue_capacity_bytes", "gauge",
      "Bound of the pipe's queue in bytes (sum over worker partitions).", PS(cap_bytes)},
     {"skyrelay_sender_sent_events_total", "counter",
-     "Events delivered upstream: the call that carried them ended OK.", PS(sent_events)},
-    {"skyrelay_sender_batches_total", "counter", "Batches delivered upstream.", PS(sent_batches)},
+     "Events delivered upstream: the call that carried them ended OK.", PS(t.sent_events)},
+    {"skyrelay_sender_batches_total", "counter", "Batches delivered upstream.", PS(t.sent_batches)},
     {"skyrelay_sender_upstream_calls_total", "counter", "Upstream batch calls started.",
-     PS(upstream_calls)},
+     PS(t.upstream_calls)},
     {"skyrelay_sender_upstream_failed_calls_total", "counter",
-     "Upstream batch calls that did not end OK.", PS(upstream_failed)},
+     "Upstream batch calls that did not end OK.", PS(t.upstream_failed)},
     {"skyrelay_sender_retried_batches_total", "counter",
-     "Batch attempts re-sent after a failed attempt.", PS(retried_batches)},
+     "Batch attempts re-sent after a failed attempt.", PS(t.retried_batches)},
     {"skyrelay_sender_retried_events_total", "counter",
      "Events re-sent after a failed attempt (a bound on possible duplicates upstream).",
-     PS(retried_events)},
+     PS(t.retried_events)},
 };
 
 static uint64_t field(const struct pipe_sum *s, size_t off)
@@ -297,7 +279,8 @@ static void render_pipes(struct out *o, const struct sr_runtime *rt)
            "or the transport).");
     for (int p = 0; p < SR_PIPE_COUNT; p++) {
         const struct pipe_sum *c = &sums[p];
-        const uint64_t v[4] = {c->ok_calls, c->invalid_calls, c->refused_calls, c->broken_calls};
+        const uint64_t v[4] = {c->t.ok_calls, c->t.invalid_calls, c->t.refused_calls,
+                               c->t.broken_calls};
         if (!enabled[p]) continue;
         for (int s = 0; s < 4; s++)
             sample2(o, "skyrelay_pipe_calls_total", "pipe", sr_pipe_name((enum sr_pipe_id)p),
@@ -312,7 +295,7 @@ static void render_pipes(struct out *o, const struct sr_runtime *rt)
         for (int r = 0; r < SR_DROP_COUNT; r++)
             sample2(o, "skyrelay_dropped_events_total", "pipe", sr_pipe_name((enum sr_pipe_id)p),
                     "reason", sr_drop_reason_name((enum sr_drop_reason)r),
-                    sums[p].dropped[r]);
+                    sums[p].t.dropped[r]);
     }
 
     family(o, "skyrelay_upstream_call_duration_seconds", "histogram",

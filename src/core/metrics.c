@@ -13,6 +13,27 @@ void sr_latency_observe(struct sr_latency *l, uint64_t us)
     SR_CNT_ADD(l->count, 1);
 }
 
+void sr_pipe_totals_add(struct sr_pipe_totals *t, const struct sr_pipe_counters *c)
+{
+#define ADD(f) t->f += SR_CNT_GET(c->f)
+    ADD(recv_events);
+    ADD(recv_bytes);
+    ADD(rejected_events);
+    ADD(refused_calls);
+    ADD(invalid_calls);
+    ADD(broken_calls);
+    ADD(ok_calls);
+    ADD(paused);
+    ADD(sent_events);
+    ADD(sent_batches);
+    ADD(upstream_calls);
+    ADD(upstream_failed);
+    ADD(retried_batches);
+    ADD(retried_events);
+#undef ADD
+    for (int r = 0; r < SR_DROP_COUNT; r++) t->dropped[r] += SR_CNT_GET(c->dropped_events[r]);
+}
+
 const char *sr_drop_reason_name(enum sr_drop_reason r)
 {
     switch (r) {
