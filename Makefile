@@ -47,7 +47,7 @@ TOOL_COMMON_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_COMMON))
 UNIT_SRC    := $(wildcard test/unit/test_*.c)
 UNIT_BIN    := $(patsubst test/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all tools deps run test unit integration bench clean format unit-bins
+.PHONY: all tools deps run test unit integration bench clean format unit-bins fuzz
 .SECONDARY: $(PROTO_C) $(PROTO_H)
 .DEFAULT_GOAL := all
 
@@ -119,6 +119,24 @@ $(BUILD)/unit/%: $(BUILD)/san/test/unit/%.o $(BUILD)/libskyrelay-san.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(OPT) $(SAN) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
+
+# libFuzzer targets (clang): `make fuzz` runs each for FUZZ_SECONDS on the seeds in
+# test/fuzz/corpus/<name>; new inputs are kept in build/fuzz/corpus-<name>.
+FUZZ_SECONDS ?= 30
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-std=c11 -D_GNU_SOURCE -DSR_VERSION=\"$(VERSION)\" -Iinclude $(PKG_CFLAGS)
+$(BUILD)/fuzz/fuzz_wire: test/fuzz/fuzz_wire.c src/receiver/wire.c src/receiver/context.c
+	@mkdir -p $(dir $@)
+	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
+$(BUILD)/fuzz/fuzz_config: test/fuzz/fuzz_config.c $(wildcard src/config/*.c) src/core/log.c
+	@mkdir -p $(dir $@)
+	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
+fuzz: $(BUILD)/fuzz/fuzz_wire $(BUILD)/fuzz/fuzz_config
+	$(Q)for t in wire config; do \
+	    mkdir -p $(BUILD)/fuzz/corpus-$$t; \
+	    $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        $(BUILD)/fuzz/corpus-$$t test/fuzz/corpus/$$t || exit 1; \
+	done
 
 clean:
 	rm -rf $(BUILD)
