@@ -2,20 +2,38 @@
 # Installs the Debian packages skyrelay needs to build and test. Idempotent and
 # quiet when everything is present; runs apt-get update once before the first
 # install on a fresh machine. Needs root (or sudo) only when something is missing.
+#
+# REQUIRED: building and the tests that must run everywhere.
+# OPTIONAL: tools some tests use when present (they say so when they skip):
+#   prometheus (promtool), nodejs + npm (the real Node.js agent test).
 set -e
-PKGS="gcc make pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
-libuv1-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev libjson-c-dev openssl python3 python3-grpcio python3-yaml procps prometheus"
-missing=""
-# Node.js for the real-agent test: only when no node is installed (a NodeSource
-# nodejs conflicts with Debian's npm package)
-command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
-for p in $PKGS; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-[ -z "$missing" ] && exit 0
-echo "install-deps: installing:$missing"
+REQUIRED="gcc make pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
+libuv1-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev libjson-c-dev openssl \
+python3 python3-grpcio python3-yaml procps"
+OPTIONAL="prometheus"
+# a NodeSource nodejs conflicts with Debian's npm: only when no node is installed
+command -v node >/dev/null 2>&1 || OPTIONAL="$OPTIONAL nodejs npm"
+
+missing_of() {
+    out=""
+    for p in $1; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || out="$out $p"
+    done
+    echo "$out"
+}
+req=$(missing_of "$REQUIRED")
+opt=$(missing_of "$OPTIONAL")
+[ -z "$req$opt" ] && exit 0
+
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing:$req$opt"
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if [ -n "$req" ]; then
+    $SUDO apt-get install -y -qq --no-install-recommends $req >/dev/null
+fi
+for p in $opt; do
+    $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 ||
+        echo "install-deps: optional package $p could not be installed; the tests that use it will skip"
+done

@@ -323,7 +323,7 @@ class Dockerfile(unittest.TestCase):
 
     def test_build_stage_has_the_build_packages(self):
         deps = read(os.path.join(ROOT, "scripts", "install-deps.sh"))
-        m = re.search(r'^PKGS="([^"]*)"', deps, re.M)
+        m = re.search(r'^REQUIRED="([^"]*)"', deps, re.M)
         listed = m.group(1).replace("\\\n", " ").split()
         needed = {p for p in listed if p.endswith("-dev") or p in
                   ("gcc", "make", "pkg-config", "protobuf-c-compiler")} - {"libcmocka-dev"}
