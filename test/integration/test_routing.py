@@ -75,6 +75,25 @@ class Failover(Case):
         self.assertGreater(st["retried_events"], 0, st)
         self.assertGreaterEqual(st["retried_events"], dups)
 
+    def test_node_shut_down_mid_traffic_loses_nothing(self):
+        # a real process going away while streams to it are open (its in-flight calls
+        # end UNAVAILABLE, the connection closes), not a simulated failure status
+        oaps = [self.oap("n%d" % i) for i in range(3)]
+        relay = self.relay(oaps, pipes(batch=50))
+        bg = Background(relay.address, "segment", 4, 50000, self.dir)
+        wait_until(lambda: self.total(oaps[:1], "segments.total") > 2000, 30, "traffic on n0")
+        oaps[0].stop()  # SIGTERM: the node is gone; its ids file is written
+        sent, rc = bg.wait(timeout=120)
+        self.assertEqual(rc, 0, sent)
+        self.assertGreater(bg_left := 200000 - self.total(oaps[:1], "segments.total"), 0)
+        self.wait_total(oaps[1:], "segments.total", bg_left, timeout=60)
+        relay.stop()
+        st = relay.final_stats()["segment"]
+        self.assertEqual(st["sent"], 200000, st)
+        self.assertGreater(st["upstream_failed"] + st["retried_events"], 0,
+                           "the node went away while it still had traffic")
+        self.assertEqual(len(self.union_ids(oaps, "segment")), 200000)  # nothing lost
+
     def test_all_nodes_down_for_10_seconds_then_back_loses_nothing(self):
         ports = [free_port() for _ in range(3)]
         # a queue smaller than the load: the agents' streams must wait (backpressure)
