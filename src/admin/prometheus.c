@@ -126,6 +126,14 @@ static void sample(struct out *o, const char *name, const char *k, const char *v
 }
 
 /* name{k1="v1",k2="v2"} value */
+/* A family with one unlabelled sample. */
+static void single(struct out *o, const char *name, const char *type, const char *help,
+                   uint64_t value)
+{
+    family(o, name, type, help);
+    sample(o, name, NULL, NULL, value);
+}
+
 static void sample2(struct out *o, const char *name, const char *k1, const char *v1,
                     const char *k2, const char *v2, uint64_t value)
 {
@@ -369,36 +377,28 @@ static void render_server(struct out *o, struct sr_runtime *rt)
     sr_conn_limit_stats(&cs);
     sum_other(rt, &s);
 
-    family(o, "skyrelay_server_ready", "gauge",
-           "1 when /readyz answers 200: listening, not draining, and an upstream node reachable.");
-    sample(o, "skyrelay_server_ready", NULL, NULL, sr_ready(rt) ? 1 : 0);
-    family(o, "skyrelay_server_connections", "gauge",
-           "Downstream (agent) connections open now on the gRPC port.");
-    sample(o, "skyrelay_server_connections", NULL, NULL, cs.live);
-    family(o, "skyrelay_server_connections_accepted_total", "counter",
-           "Downstream connections admitted.");
-    sample(o, "skyrelay_server_connections_accepted_total", NULL, NULL, cs.accepted);
-    family(o, "skyrelay_server_connections_refused_total", "counter",
-           "Downstream connections closed at once because server.max_connections were open.");
-    sample(o, "skyrelay_server_connections_refused_total", NULL, NULL, cs.refused);
-    family(o, "skyrelay_server_connections_closed_total", "counter",
-           "Admitted downstream connections that have closed.");
-    sample(o, "skyrelay_server_connections_closed_total", NULL, NULL, cs.closed);
-    family(o, "skyrelay_server_unauthenticated_calls_total", "counter",
-           "Downstream calls refused with UNAUTHENTICATED: missing or wrong authentication token.");
-    sample(o, "skyrelay_server_unauthenticated_calls_total", NULL, NULL, s.unauthenticated);
-    family(o, "skyrelay_server_unimplemented_calls_total", "counter",
-           "Downstream calls to a disabled pipe, answered UNIMPLEMENTED.");
-    sample(o, "skyrelay_server_unimplemented_calls_total", NULL, NULL, s.unimplemented);
+    single(o, "skyrelay_server_ready", "gauge",
+           "1 when /readyz answers 200: listening, not draining, and an upstream node reachable.", sr_ready(rt) ? 1 : 0);
+    single(o, "skyrelay_server_connections", "gauge",
+           "Downstream (agent) connections open now on the gRPC port.", cs.live);
+    single(o, "skyrelay_server_connections_accepted_total", "counter",
+           "Downstream connections admitted.", cs.accepted);
+    single(o, "skyrelay_server_connections_refused_total", "counter",
+           "Downstream connections closed at once because server.max_connections were open.", cs.refused);
+    single(o, "skyrelay_server_connections_closed_total", "counter",
+           "Admitted downstream connections that have closed.", cs.closed);
+    single(o, "skyrelay_server_unauthenticated_calls_total", "counter",
+           "Downstream calls refused with UNAUTHENTICATED: missing or wrong authentication token.", s.unauthenticated);
+    single(o, "skyrelay_server_unimplemented_calls_total", "counter",
+           "Downstream calls to a disabled pipe, answered UNIMPLEMENTED.", s.unimplemented);
 
     family(o, "skyrelay_passthrough_calls_total", "counter",
            "Pass-through calls ended, by mode: sync (unary with a reply) or relay (streams, "
            "unknown methods).");
     sample(o, "skyrelay_passthrough_calls_total", "mode", "sync", s.relay_calls[0]);
     sample(o, "skyrelay_passthrough_calls_total", "mode", "relay", s.relay_calls[1]);
-    family(o, "skyrelay_passthrough_failed_calls_total", "counter",
-           "Pass-through calls that ended with a status other than OK.");
-    sample(o, "skyrelay_passthrough_failed_calls_total", NULL, NULL, s.relay_failed);
+    single(o, "skyrelay_passthrough_failed_calls_total", "counter",
+           "Pass-through calls that ended with a status other than OK.", s.relay_failed);
     family(o, "skyrelay_relay_messages_total", "counter",
            "Messages relayed by pass-through calls, by direction: up (agent to OAP) or down "
            "(OAP to agent).");
