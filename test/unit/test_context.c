@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "unit_grpc.h"
 #include <grpc/grpc.h>
 #include <grpc/slice.h>
 
@@ -1204,20 +1206,6 @@ static void meter_collection_rejects_malformed_nested_meter_data(void **state)
     assert_int_equal(sr_meter_collection_key(top_bad, sizeof(top_bad), &key, &n), SR_PB_EMALFORMED);
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    grpc_init();
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    grpc_shutdown();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1250,5 +1238,5 @@ int main(void)
         cmocka_unit_test(meter_collection_ignores_unknown_top_level_fields),
         cmocka_unit_test(meter_collection_rejects_malformed_nested_meter_data),
     };
-    return cmocka_run_group_tests_name("context", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("context", tests, sr_test_grpc_setup, sr_test_grpc_teardown);
 }

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "unit_grpc.h"
 #include <grpc/grpc.h>
 #include <grpc/slice.h>
 
@@ -468,20 +470,6 @@ static void deinit_releases_events_still_held(void **state)
     sr_partition_deinit(&p); /* harmless twice */
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    grpc_init();
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    grpc_shutdown();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -507,5 +495,5 @@ int main(void)
         cmocka_unit_test(depth_counters_follow_push_and_complete),
         cmocka_unit_test(deinit_releases_events_still_held),
     };
-    return cmocka_run_group_tests_name("partition", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("partition", tests, sr_test_grpc_setup, sr_test_grpc_teardown);
 }

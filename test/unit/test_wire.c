@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "unit_grpc.h"
 #include <grpc/grpc.h>
 
 #include "logging.pb-c.h"
@@ -507,20 +509,6 @@ static void hash64_chained_equals_one_shot(void **state)
     assert_true(sr_hash64(SR_HASH64_INIT, "foobar", 6) != sr_hash64(SR_HASH64_INIT, "foobaz", 6));
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    grpc_init();
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    grpc_shutdown();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,5 +538,5 @@ int main(void)
         cmocka_unit_test(hash64_matches_fnv1a_reference_vectors),
         cmocka_unit_test(hash64_chained_equals_one_shot),
     };
-    return cmocka_run_group_tests_name("wire", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("wire", tests, sr_test_grpc_setup, sr_test_grpc_teardown);
 }
