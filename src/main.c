@@ -244,18 +244,6 @@ static void close_handle(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-static char *listen_address(const char *a)
-{
-    char *out;
-    if (a[0] == ':') { /* Satellite style ":11800": every interface */
-        size_t n = strlen(a) + 8;
-        out = malloc(n);
-        if (out) snprintf(out, n, "0.0.0.0%s", a);
-        return out;
-    }
-    return strdup(a);
-}
-
 static int run(const struct sr_config *cfg)
 {
     grpc_arg args[8];
@@ -265,7 +253,7 @@ static int run(const struct sr_config *cfg)
     uv_signal_t sig_term, sig_int;
     uv_timer_t stats_timer;
     sigset_t set;
-    char *addr;
+    const char *addr = cfg->server.address; /* the loader made ":port" 0.0.0.0:port */
     int port, rc = 1;
     bool start_failed = false;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -334,14 +322,12 @@ static int run(const struct sr_config *cfg)
         SR_ERROR("main", "cannot start the connection monitor");
         goto out_workers;
     }
-    addr = listen_address(cfg->server.address);
     creds = grpc_insecure_server_credentials_create();
-    port = addr ? grpc_server_add_http2_port(rt.server, addr, creds) : 0;
+    port = grpc_server_add_http2_port(rt.server, addr, creds);
     grpc_server_credentials_release(creds);
     if (port > 0) sr_conn_limit_set_port(port);
     if (port == 0) {
         SR_ERROR("main", "cannot listen on %s", cfg->server.address);
-        free(addr);
         goto out_workers;
     }
     grpc_server_start(rt.server);
@@ -352,7 +338,6 @@ static int run(const struct sr_config *cfg)
         }
     SR_INFO("main", "skyrelay %s listening on %s (port %d), %u workers, %zu upstream nodes",
             SR_VERSION, addr, port, rt.n_workers, (size_t)rt.up.present);
-    free(addr);
 
     uv_loop_init(&loop);
     uv_signal_init(&loop, &sig_term);
