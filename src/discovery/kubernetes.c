@@ -572,6 +572,10 @@ static void request_setup(struct watcher *w, const char *url, bool watch,
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    /* HTTP/1.1, one connection per namespace: the protocol the tests exercise
+     * (the fake API server), and a watch that never shares a connection whose
+     * stream limit or GOAWAY could cut it */
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "skyrelay/" SR_VERSION);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, w->errbuf);
