@@ -46,6 +46,20 @@ def connection_stats(relay):
     raise AssertionError("no 'stats: final connections' line in the log:\n" + relay.output())
 
 
+def admin_metrics(relay):
+    """Unlabelled samples of GET /metrics on the relay's admin port (from its log line)."""
+    import re
+    import urllib.request
+    port = int(re.search(r"admin port (\d+)", relay.output()).group(1))
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.split()
+            out[name] = float(value)
+    return out
+
+
 class MaxConnections(Case):
     def test_connections_over_the_limit_are_refused_until_one_closes(self):
         grpc = _grpc()
@@ -63,6 +77,11 @@ class MaxConnections(Case):
                 ch.close()  # a refused channel would reconnect (with backoff) and take a freed slot
         self.assertEqual(codes, ["OK"] * 5 + ["UNAVAILABLE"] * 3)
         self.assertEqual(self.wait_total([oap], "logs.unique", 5), 5)
+        # what the HPA reads: 5 live, 3 refused
+        m = admin_metrics(relay)
+        self.assertEqual(m["skyrelay_server_connections"], 5, m)
+        self.assertEqual(m["skyrelay_server_connections_refused_total"], 3, m)
+        self.assertEqual(m["skyrelay_server_connections_accepted_total"], 5, m)
 
         # two agents leave: two others get in
         for ch in channels[:2]:
