@@ -47,7 +47,7 @@ TOOL_COMMON_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_COMMON))
 UNIT_SRC    := $(wildcard test/unit/test_*.c)
 UNIT_BIN    := $(patsubst test/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all tools deps run test unit integration bench clean format unit-bins fuzz
+.PHONY: all tools deps run test unit integration bench clean format unit-bins fuzz test-asan
 .SECONDARY: $(PROTO_C) $(PROTO_H)
 .DEFAULT_GOAL := all
 
@@ -73,6 +73,13 @@ unit: $(UNIT_BIN)
 
 integration: $(BUILD)/skyrelay tools
 	$(Q)scripts/run-integration.sh
+
+# The real binary under ASan/LSan/UBSan against the integration tests (CI runs it after `make test`).
+ASAN_OPT := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+test-asan: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan OPT="$(ASAN_OPT)" build-asan/skyrelay
+	$(Q)scripts/run-asan-integration.sh
 
 bench: $(BUILD)/skyrelay tools
 	$(Q)scripts/bench.sh
@@ -139,7 +146,7 @@ fuzz: $(BUILD)/fuzz/fuzz_wire $(BUILD)/fuzz/fuzz_config
 	done
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan
 
 format:
 	clang-format -i $$(find src include test -name '*.[ch]')

@@ -12,7 +12,7 @@ import unittest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, "build")
-SKYRELAY = os.path.join(BUILD, "skyrelay")
+SKYRELAY = os.environ.get("SKYRELAY_BIN") or os.path.join(BUILD, "skyrelay")
 FAKE_OAP = os.path.join(BUILD, "fake_oap")
 LOADGEN = os.path.join(BUILD, "loadgen")
 
