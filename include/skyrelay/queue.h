@@ -55,7 +55,7 @@ struct sr_batch {
     uint32_t attempts;
     int64_t first_attempt_ms;
     int64_t not_before_ms; /* SR_BATCH_WAIT: earliest retry */
-    uint64_t tried;        /* bitmap of node indexes tried in the current round */
+    uint64_t tried;        /* bitmap of node indexes whose call failed in the current round */
     /* grouping (filled by the sender on the first attempt; one group when the
      * pipe neither groups nor routes by key) */
     uint32_t *order; /* event offsets (0..count) grouped by key, stable */

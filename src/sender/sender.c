@@ -348,7 +348,6 @@ static void attempt(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *
 {
     bool keyed = p->cfg->routing.policy == SR_ROUTE_FIXED;
     int64_t retry_at = INT64_MAX;
-    uint64_t used = 0;
 
     if (b->attempts == 0 && build_groups(p, b, p->plan->group_by_key || keyed) != 0) {
         SR_LOG_RL(SR_LOG_ERROR, "sender", "out of memory grouping a batch; will retry");
@@ -390,7 +389,6 @@ static void attempt(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *
         struct sr_group *gr = &b->groups[g];
         uint32_t n = 0, *gl;
         if (gr->assigned) continue;
-        used |= sr_node_bit(gr->node);
         if (p->plan->call_per_group) {
             gr->assigned = 1;
             start_call(w, p, b, gr->node, &g, 1);
@@ -417,7 +415,6 @@ static void attempt(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *
             }
         start_call(w, p, b, gr->node, gl, n);
     }
-    b->tried |= used;
     if (b->calls_pending == 0) batch_done(w, p, b); /* nothing could start */
 }
 
@@ -486,6 +483,9 @@ static void ucall_maybe_done(struct sr_worker *w, struct sr_ucall *uc)
         gpr_free(d);
         if (b->failed_status == 0 || retryable((grpc_status_code)b->failed_status))
             b->failed_status = uc->status; /* a non-retryable status wins */
+        /* the retry goes to the next candidate: the groups of this call skip this node
+         * (nodes that took their groups fine stay candidates for the others) */
+        b->tried |= sr_node_bit(uc->node);
     }
     /* Only transport-level trouble says something about the node's health. */
     if (ok || (retryable(uc->status) && !atomic_load(&w->rt->force_stop))) {
