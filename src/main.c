@@ -376,7 +376,6 @@ static int run(const struct sr_config *cfg)
     uv_run(&loop, UV_RUN_DEFAULT);
 
     /* Drained (or gave up): tear down in gRPC's order. */
-    atomic_store(&rt.stopping, 1);
     sr_admin_stop(); /* before the walk: it frees its connections itself */
     if (cfg->upstream.finder == SR_FINDER_DNS) sr_dns_finder_stop();
     if (cfg->upstream.finder == SR_FINDER_KUBERNETES) sr_k8s_finder_stop();

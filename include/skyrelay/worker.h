@@ -88,7 +88,6 @@ struct sr_runtime {
     uint32_t n_workers;
     _Atomic int draining;   /* SIGTERM: the server stopped accepting; flush everything */
     _Atomic int force_stop; /* the grace period ended: give up what is left, counted */
-    _Atomic int stopping;   /* completion queues are being shut down */
     struct sr_tag shutdown_tag;
     _Atomic int server_shutdown_done;
 };
