@@ -57,6 +57,7 @@ enum sr_routing_policy {
     SR_ROUTE_ROUND_ROBIN = 0,     /* per batch, in order */
     SR_ROUTE_WEIGHTED_ROUND_ROBIN, /* smooth WRR over node weights (nginx semantics) */
     SR_ROUTE_FIXED,               /* rendezvous hashing of the event key + LRU pin */
+    SR_ROUTE_LEAST_LOADED,        /* power of two choices by outstanding work x peak-EWMA latency */
 };
 
 struct sr_routing_config {
@@ -122,11 +123,20 @@ struct sr_config {
         uint32_t backoff_max_ms;     /* ... up to this */
         uint32_t retry_max_ms;       /* a batch is retried on other nodes this long, then dropped */
         uint32_t sync_timeout_ms;    /* cap of a synchronous pass-through call's deadline */
+        uint32_t stall_timeout_ms;   /* a call outstanding this long marks its node stalled; 0 = off */
+        uint32_t max_inflight_per_node; /* a pipe's batches in flight on one node, per worker;
+                                         * 0 = auto (all with one node, else half, >= 1) */
         char *authentication;        /* sent as `authentication` on every upstream call; NULL = none */
         uint64_t max_receive_message_size;
     } upstream;
 
     struct sr_pipe_config pipes[SR_PIPE_COUNT];
+
+    struct {
+        uint64_t total_max_bytes; /* all pipes, split over the workers; 0 = auto (a fraction of
+                                   * the cgroup memory limit, else 512 MiB) */
+        char *dead_letter_dir;    /* poison events are written here; NULL = not kept */
+    } queue;
 
     struct {
         int level; /* enum sr_log_level */
@@ -172,6 +182,9 @@ int sr_config_parse_nodes(const char *list, struct sr_node_config **nodes, size_
 
 /* Frees what sr_config_load allocated and zeroes *cfg (calling it twice is harmless). */
 void sr_config_deinit(struct sr_config *cfg);
+
+/* Name of a routing policy as used in YAML and by the balancer registry. */
+const char *sr_routing_policy_name(int policy);
 
 /* Name of a pipe as used in YAML and metrics ("segment", "log", "meter", "als"). */
 const char *sr_pipe_name(enum sr_pipe_id id);

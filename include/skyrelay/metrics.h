@@ -14,6 +14,7 @@ enum sr_drop_reason {
     SR_DROP_RETRY_EXHAUSTED = 0, /* retried on other nodes for upstream.retry_max, gave up */
     SR_DROP_UPSTREAM_REJECTED,   /* upstream answered a non-retryable status */
     SR_DROP_SHUTDOWN,            /* still queued when the shutdown grace period ended */
+    SR_DROP_POISON,              /* one event refused as content by two nodes (dead-lettered) */
     SR_DROP_COUNT
 };
 
@@ -32,6 +33,9 @@ struct sr_pipe_counters {
     _Atomic uint64_t upstream_failed; /* upstream calls that did not end OK */
     _Atomic uint64_t retried_batches;
     _Atomic uint64_t retried_events;
+    _Atomic uint64_t hedged_events;   /* events re-sent elsewhere because their node stalled */
+    _Atomic uint64_t content_failed_calls; /* upstream calls refused for their content (no eject) */
+    _Atomic uint64_t split_batches;   /* suspect batches split in halves to isolate a bad event */
     _Atomic uint64_t dropped_events[SR_DROP_COUNT];
 };
 
@@ -48,6 +52,8 @@ struct sr_latency {
 
 /* Records one call of `us` microseconds. Owner thread only. */
 void sr_latency_observe(struct sr_latency *l, uint64_t us);
+/* Same, for a histogram several threads write (atomic adds). */
+void sr_latency_observe_shared(struct sr_latency *l, uint64_t us);
 
 struct sr_worker_counters {
     struct sr_pipe_counters pipe[SR_PIPE_COUNT];
@@ -69,7 +75,8 @@ struct sr_worker_counters {
 struct sr_pipe_totals {
     uint64_t recv_events, recv_bytes, rejected_events, refused_calls, invalid_calls, broken_calls,
         ok_calls, paused, sent_events, sent_batches, upstream_calls, upstream_failed,
-        retried_batches, retried_events, dropped[SR_DROP_COUNT];
+        retried_batches, retried_events, hedged_events, content_failed_calls, split_batches,
+        dropped[SR_DROP_COUNT];
 };
 
 /* Adds one worker's counters of a pipe to *t (relaxed loads). Any thread. */

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "skyrelay/config.h"
+#include "skyrelay/metrics.h"
 
 #define SR_MAX_NODES 4096 /* node slots (distinct addresses seen, reused after 60 s gone) */
 
@@ -35,7 +36,17 @@ struct sr_node {
     _Atomic uint64_t sent_batches;
     _Atomic uint64_t failed_calls;
     _Atomic int gone;      /* left the node set (discovery); 0 for a present node */
-    _Atomic int inflight;  /* upstream calls using the channel now */
+    _Atomic int inflight;  /* upstream calls using the channel now (batch calls, all workers) */
+    /* fault containment (src/sender/sender.c, docs/reliability.md) */
+    _Atomic int stalled;             /* a call went unanswered for upstream.stall_timeout */
+    _Atomic int64_t stalled_at_ms;   /* when; calls started before it are re-sent elsewhere */
+    _Atomic uint64_t hedged_events;  /* events re-sent elsewhere because this node stalled */
+    _Atomic uint64_t poison_events;  /* events this node refused as content (counted per call) */
+    _Atomic uint64_t stalls;         /* times it was found stalled */
+    /* load (src/upstream/load.c): peak-sensitive EWMA of call latency */
+    _Atomic uint64_t ewma_us;        /* 0 = no sample yet */
+    _Atomic int64_t ewma_stamp_us;   /* time of the last sample */
+    struct sr_latency latency;       /* batch call latency, all workers (atomic adds) */
     int64_t gone_since_ms; /* main thread */
 };
 
@@ -76,6 +87,46 @@ size_t sr_upstream_apply(struct sr_upstream *up, const struct sr_node_config *no
  * Any thread. */
 void sr_node_report(struct sr_upstream *up, struct sr_node *n, bool ok, int64_t now_ms,
                     uint64_t *rng);
+
+/* How an upstream status reflects on the node and on the batch:
+ * - TRANSPORT: the node is unwell (unreachable, timed out, connection broke,
+ *   we cancelled a stalled call): eject/skip the node, re-send elsewhere;
+ * - CONTENT: the node is fine but refused this batch (malformed or oversize
+ *   message, a bug triggered by one event): keep the node, isolate the event;
+ * - REJECT: a configuration problem every node shares (token, method):
+ *   re-sending cannot help; the batch is dropped and counted. */
+enum sr_status_class { SR_SC_OK = 0, SR_SC_TRANSPORT, SR_SC_CONTENT, SR_SC_REJECT };
+
+static inline enum sr_status_class sr_status_class(int status)
+{
+    switch (status) {
+    case 0: /* GRPC_STATUS_OK */
+        return SR_SC_OK;
+    case 14: /* UNAVAILABLE */
+    case 4:  /* DEADLINE_EXCEEDED */
+    case 1:  /* CANCELLED */
+    case 10: /* ABORTED */
+        return SR_SC_TRANSPORT;
+    case 16: /* UNAUTHENTICATED */
+    case 7:  /* PERMISSION_DENIED */
+    case 12: /* UNIMPLEMENTED */
+        return SR_SC_REJECT;
+    default: /* INTERNAL, UNKNOWN, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, DATA_LOSS, ... */
+        return SR_SC_CONTENT;
+    }
+}
+
+/* Records the latency of one finished batch call to n (any worker): the
+ * peak-sensitive EWMA (a slower sample takes over at once, a faster one
+ * decays in with time constant SR_EWMA_TAU_US) and the latency histogram. */
+#define SR_EWMA_TAU_US 10000000LL
+void sr_node_observe_latency(struct sr_node *n, uint64_t us, int64_t now_us);
+
+/* The node's load score for least-loaded routing: the latency EWMA (or
+ * `default_us` when it has no sample yet) times (outstanding calls + 1),
+ * with the EWMA decayed towards 0 for the time since the last sample, so an
+ * idle node's old peak does not keep it out forever. Any thread. */
+double sr_node_load_score(const struct sr_node *n, uint64_t default_us, int64_t now_us);
 
 /* The backoff for the k-th consecutive failure (k >= 1), before jitter. Pure. */
 uint32_t sr_backoff_ms(uint32_t initial_ms, uint32_t max_ms, uint32_t k);

@@ -89,6 +89,7 @@ void sr_config_defaults(struct sr_config *cfg)
     cfg->upstream.backoff_max_ms = 10 * SEC;
     cfg->upstream.retry_max_ms = 60 * SEC;
     cfg->upstream.sync_timeout_ms = 20 * SEC;
+    cfg->upstream.stall_timeout_ms = 2 * SEC;
     cfg->upstream.refresh_interval_ms = 10 * SEC;
     cfg->upstream.kubernetes.extra_port = 11800;
     cfg->upstream.max_receive_message_size = 50 * MIB;
@@ -133,6 +134,7 @@ void sr_config_deinit(struct sr_config *cfg)
     if (cfg->telemetry.service != default_telemetry_service) free(cfg->telemetry.service);
     free(cfg->telemetry.instance);
     free(cfg->upstream.authentication);
+    free(cfg->queue.dead_letter_dir);
     free(cfg->upstream.kubernetes.namespaces);
     free(cfg->upstream.kubernetes.label_selector);
     free(cfg->upstream.kubernetes.field_selector);
@@ -180,7 +182,13 @@ static const char *const segment_methods[] = {
     [SR_SEGMENT_COLLECT] = "collect", [SR_SEGMENT_COLLECT_IN_SYNC] = "collect_in_sync", NULL};
 static const char *const finders[] = {"static", "dns", "kubernetes", NULL};
 static const char *const k8s_kinds[] = {"pod", "endpoints", NULL};
-static const char *const routing_policies[] = {"round_robin", "weighted_round_robin", "fixed", NULL};
+static const char *const routing_policies[] = {"round_robin", "weighted_round_robin", "fixed",
+                                                     "least_loaded", NULL};
+const char *sr_routing_policy_name(int policy)
+{
+    return policy >= 0 && policy <= SR_ROUTE_LEAST_LOADED ? routing_policies[policy] : "unknown";
+}
+
 static const char *const als_methods[] = {
     [SR_ALS_PER_IDENTIFIER] = "per_identifier", [SR_ALS_SATELLITE] = "satellite", NULL};
 
@@ -221,7 +229,8 @@ static const struct key keys[] = {
     {"server.http2_bdp_probe", K_BOOL, OFF(cfg.server.http2_bdp_probe), 0, 0, NULL},
     {"server.authentication", K_STRING, OFF(cfg.server.authentication), 0, 0, NULL},
     {"server.max_connections", K_U32, OFF(cfg.server.max_connections), 1, 10000000, NULL},
-    {"server.max_connection_age", K_DURATION, OFF(cfg.server.max_connection_age_ms), 0, 30 * DAY,
+    /* gRPC takes the age as an int of milliseconds: INT_MAX ms is 24.8 days */
+    {"server.max_connection_age", K_DURATION, OFF(cfg.server.max_connection_age_ms), 0, 24 * DAY,
      NULL},
     {"server.max_connection_age_grace", K_DURATION, OFF(cfg.server.max_connection_age_grace_ms), 0,
      HOUR, NULL},
@@ -253,10 +262,14 @@ static const struct key keys[] = {
     {"upstream.retry_max", K_DURATION, OFF(cfg.upstream.retry_max_ms), 0, 24 * HOUR, NULL},
     {"upstream.authentication", K_STRING, OFF(cfg.upstream.authentication), 0, 0, NULL},
     {"upstream.sync_timeout", K_DURATION, OFF(cfg.upstream.sync_timeout_ms), 10, HOUR, NULL},
+    {"upstream.stall_timeout", K_DURATION, OFF(cfg.upstream.stall_timeout_ms), 0, HOUR, NULL},
+    {"upstream.max_inflight_per_node", K_U32, OFF(cfg.upstream.max_inflight_per_node), 0, 64, NULL},
     {"upstream.max_receive_message_size", K_SIZE, OFF(cfg.upstream.max_receive_message_size), 1,
      1 * GIB, NULL},
 
     QUEUE_KEYS("", queue),
+    {"queue.total_max_bytes", K_SIZE, OFF(cfg.queue.total_max_bytes), 0, 1024 * GIB, NULL},
+    {"queue.dead_letter_dir", K_STRING, OFF(cfg.queue.dead_letter_dir), 0, 0, NULL},
 
     PIPE_KEYS("segment", SR_PIPE_SEGMENT),
     {"pipes.segment.upstream_method", K_ENUM, OFF(cfg.pipes[SR_PIPE_SEGMENT].mode), 0, 0,

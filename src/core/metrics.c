@@ -13,6 +13,15 @@ void sr_latency_observe(struct sr_latency *l, uint64_t us)
     SR_CNT_ADD(l->count, 1);
 }
 
+void sr_latency_observe_shared(struct sr_latency *l, uint64_t us)
+{
+    int i = 0;
+    while (i < SR_LAT_BUCKETS - 1 && (double)us > sr_latency_bounds_ms[i] * 1000.0) i++;
+    atomic_fetch_add_explicit(&l->bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->sum_us, us, memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->count, 1, memory_order_relaxed);
+}
+
 void sr_pipe_totals_add(struct sr_pipe_totals *t, const struct sr_pipe_counters *c)
 {
 #define ADD(f) t->f += SR_CNT_GET(c->f)
@@ -30,6 +39,9 @@ void sr_pipe_totals_add(struct sr_pipe_totals *t, const struct sr_pipe_counters 
     ADD(upstream_failed);
     ADD(retried_batches);
     ADD(retried_events);
+    ADD(hedged_events);
+    ADD(content_failed_calls);
+    ADD(split_batches);
 #undef ADD
     for (int r = 0; r < SR_DROP_COUNT; r++) t->dropped[r] += SR_CNT_GET(c->dropped_events[r]);
 }
@@ -43,6 +55,8 @@ const char *sr_drop_reason_name(enum sr_drop_reason r)
         return "upstream_rejected";
     case SR_DROP_SHUTDOWN:
         return "shutdown";
+    case SR_DROP_POISON:
+        return "poison";
     default:
         return "unknown";
     }

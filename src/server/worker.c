@@ -681,14 +681,14 @@ static void *worker_main(void *arg)
 
 static struct sr_balancer *new_balancer(struct sr_runtime *rt, const struct sr_pipe_config *pc)
 {
-    static const struct sr_balancer_type *const by_policy[] = {
-        [SR_ROUTE_ROUND_ROBIN] = &sr_balancer_round_robin,
-        [SR_ROUTE_WEIGHTED_ROUND_ROBIN] = &sr_balancer_weighted_round_robin,
-        [SR_ROUTE_FIXED] = &sr_balancer_fixed,
-    };
+    const struct sr_balancer_type *type = sr_balancer_find(sr_routing_policy_name(pc->routing.policy));
     struct sr_balancer_opts opts = {.lru_size = pc->routing.lru_size,
                                     .lru_ttl_ms = pc->routing.lru_ttl_ms};
-    return by_policy[pc->routing.policy]->create(&rt->up, &opts);
+    if (!type) {
+        SR_ERROR("worker", "routing policy %s has no balancer", sr_routing_policy_name(pc->routing.policy));
+        return NULL;
+    }
+    return type->create(&rt->up, &opts);
 }
 
 /* The node set changed (discovery): rebuild this worker's balancers over it,

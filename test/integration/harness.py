@@ -11,7 +11,7 @@ import time
 import unittest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.path.join(ROOT, "build")
+BUILD = os.environ.get("SKYRELAY_BUILD") or os.path.join(ROOT, "build")
 SKYRELAY = os.environ.get("SKYRELAY_BIN") or os.path.join(BUILD, "skyrelay")
 FAKE_OAP = os.path.join(BUILD, "fake_oap")
 LOADGEN = os.path.join(BUILD, "loadgen")

@@ -98,6 +98,11 @@ static void assert_config_equal(const struct sr_config *a, const struct sr_confi
     assert_null(a->upstream.authentication);
     assert_null(b->upstream.authentication);
     assert_int_equal(a->upstream.sync_timeout_ms, b->upstream.sync_timeout_ms);
+    assert_int_equal(a->upstream.stall_timeout_ms, b->upstream.stall_timeout_ms);
+    assert_int_equal(a->upstream.max_inflight_per_node, b->upstream.max_inflight_per_node);
+    assert_int_equal(a->queue.total_max_bytes, b->queue.total_max_bytes);
+    assert_null(a->queue.dead_letter_dir);
+    assert_null(b->queue.dead_letter_dir);
     assert_int_equal(a->upstream.finder, b->upstream.finder);
     assert_int_equal(a->upstream.refresh_interval_ms, b->upstream.refresh_interval_ms);
     assert_int_equal(a->upstream.kubernetes.kind, b->upstream.kubernetes.kind);
@@ -186,8 +191,8 @@ static const char *const documented_keys[] = {
     "upstream.kubernetes.field_selector", "upstream.kubernetes.extra_port",
     "upstream.kubernetes.api_server", "upstream.kubernetes.bearer_token_file",
     "upstream.kubernetes.ca_file", "upstream.kubernetes.insecure_skip_verify", "upstream.call_timeout", "upstream.backoff_initial",
-    "upstream.backoff_max", "upstream.retry_max", "upstream.sync_timeout", "upstream.authentication", "upstream.max_receive_message_size",
-    "queue.max_events", "queue.max_bytes", "queue.full_wait",
+    "upstream.backoff_max", "upstream.retry_max", "upstream.sync_timeout", "upstream.stall_timeout", "upstream.max_inflight_per_node", "upstream.authentication", "upstream.max_receive_message_size",
+    "queue.max_events", "queue.max_bytes", "queue.full_wait", "queue.total_max_bytes", "queue.dead_letter_dir",
 #define PIPE(name)                                                                                \
     "pipes." name ".enabled", "pipes." name ".queue", "pipes." name ".sender.max_batch_events",   \
         "pipes." name ".sender.max_batch_bytes", "pipes." name ".sender.linger",                  \
