@@ -22,6 +22,27 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* A worker's share of queue.total_max_bytes, shared by all its pipes: the
+ * events queued and in flight, the messages held by paused calls, and the
+ * buffers of sync/relay calls. Single writer (the worker); `used` is atomic
+ * only for scrapes. */
+struct sr_budget {
+    uint64_t max;
+    _Atomic uint64_t used;
+};
+
+static inline void sr_budget_charge(struct sr_budget *b, uint64_t n)
+{
+    atomic_store_explicit(&b->used, atomic_load_explicit(&b->used, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline void sr_budget_release(struct sr_budget *b, uint64_t n)
+{
+    uint64_t u = atomic_load_explicit(&b->used, memory_order_relaxed);
+    atomic_store_explicit(&b->used, u >= n ? u - n : 0, memory_order_relaxed);
+}
+
 /* Event flags */
 #define SR_EV_FRAGMENT 0x1 /* body is already a sequence of field-1 records (MeterDataCollection) */
 

@@ -66,6 +66,7 @@ struct sr_worker {
     struct sr_runtime *rt;
     struct sr_pipe_rt pipes[SR_PIPE_COUNT];
     struct sr_worker_counters ctr;
+    struct sr_budget budget;          /* this worker's share of queue.total_max_bytes */
     uint32_t live_dcalls;    /* accepted downstream calls not yet freed */
     uint32_t live_ucalls;    /* upstream calls in flight */
     uint32_t pending_requests; /* request_call outstanding */
