@@ -1,0 +1,365 @@
+/* Schema-driven validation of received messages.
+ *
+ * The descriptors protoc-c generates from proto/ are tables: for each message,
+ * its fields sorted by number with their types and, for message fields, the
+ * nested descriptor. sr_schema_check walks the encoded bytes once, front to
+ * back, looking each tag up in the descriptor of the message it is in:
+ *
+ *  - a known field must carry its declared wire type (a repeated scalar may
+ *    also come packed, as every protobuf parser accepts both);
+ *  - a LEN field must fit in the message that contains it; a string must be
+ *    UTF-8 (proto3 parsers, OAP's Java one included, refuse it otherwise); a
+ *    message field is entered and walked the same way;
+ *  - an unknown field only has to be well framed (groups included).
+ *
+ * Nesting is an explicit stack of SR_SCHEMA_MAX_DEPTH frames (message or
+ * unknown group, each with the offset where it ends), not recursion, and
+ * nothing is allocated or decoded. The error text is built only on failure,
+ * from the stack, so the walk itself costs a few branches per field. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "skyrelay/schema.h"
+
+#include "common.pb-c.h"
+#include "envoy_als.pb-c.h"
+#include "logging.pb-c.h"
+#include "meter.pb-c.h"
+#include "tracing.pb-c.h"
+
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4, WT_I32 = 5 };
+
+/* The wire type each protobuf-c type is encoded with. */
+static const uint8_t wire_of[] = {
+    [PROTOBUF_C_TYPE_INT32] = WT_VARINT,  [PROTOBUF_C_TYPE_SINT32] = WT_VARINT,
+    [PROTOBUF_C_TYPE_SFIXED32] = WT_I32,  [PROTOBUF_C_TYPE_INT64] = WT_VARINT,
+    [PROTOBUF_C_TYPE_SINT64] = WT_VARINT, [PROTOBUF_C_TYPE_SFIXED64] = WT_I64,
+    [PROTOBUF_C_TYPE_UINT32] = WT_VARINT, [PROTOBUF_C_TYPE_FIXED32] = WT_I32,
+    [PROTOBUF_C_TYPE_UINT64] = WT_VARINT, [PROTOBUF_C_TYPE_FIXED64] = WT_I64,
+    [PROTOBUF_C_TYPE_FLOAT] = WT_I32,     [PROTOBUF_C_TYPE_DOUBLE] = WT_I64,
+    [PROTOBUF_C_TYPE_BOOL] = WT_VARINT,   [PROTOBUF_C_TYPE_ENUM] = WT_VARINT,
+    [PROTOBUF_C_TYPE_STRING] = WT_LEN,    [PROTOBUF_C_TYPE_BYTES] = WT_LEN,
+    [PROTOBUF_C_TYPE_MESSAGE] = WT_LEN,
+};
+
+/* One level of nesting: a message (d != NULL) or an unknown group (group != 0,
+ * everything inside it is unknown). */
+struct frame {
+    const ProtobufCMessageDescriptor *d;
+    const ProtobufCFieldDescriptor *via; /* the field of the parent that opened it */
+    uint32_t num;                        /* its number */
+    uint32_t group;                      /* group: the number its end tag must carry */
+    size_t end;                          /* offset where it ends (a group: its parent's end) */
+};
+
+/* Returns bytes consumed (1..10), 0 if truncated or longer than 10 bytes. Like
+ * protobuf's Java parser (OAP), the 10th byte only has to end the varint. */
+static inline size_t varint(const uint8_t *p, size_t n, uint64_t *v)
+{
+    if (n >= 1 && p[0] < 0x80) {
+        *v = p[0];
+        return 1;
+    }
+    uint64_t r = 0;
+    for (size_t i = 0; i < n && i < 10; i++) {
+        r |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) {
+            *v = r;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+static inline const char *varint_error(size_t avail)
+{
+    return avail >= 10 ? "varint longer than 10 bytes" : "truncated varint";
+}
+
+/* Returns NULL if p[0..n) is valid UTF-8 (no overlong forms, no surrogates,
+ * nothing above U+10FFFF), else what is wrong. */
+static const char *utf8_check(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        /* ASCII runs, 8 bytes at a time */
+        while (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if (w & 0x8080808080808080ULL) break;
+            i += 8;
+        }
+        if (i >= n) break;
+        uint8_t c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k;
+        uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+        if (c < 0xc2) return c < 0xc0 ? "invalid UTF-8 (stray continuation byte)"
+                                      : "invalid UTF-8 (overlong encoding)";
+        else if (c < 0xe0) k = 1;
+        else if (c < 0xf0) {
+            k = 2;
+            if (c == 0xe0) lo = 0xa0;      /* overlong */
+            else if (c == 0xed) hi = 0x9f; /* surrogates U+D800..DFFF */
+        } else if (c < 0xf5) {
+            k = 3;
+            if (c == 0xf0) lo = 0x90;      /* overlong */
+            else if (c == 0xf4) hi = 0x8f; /* above U+10FFFF */
+        } else
+            return "invalid UTF-8 (above U+10FFFF)";
+        if (n - i - 1 < k) return "invalid UTF-8 (truncated sequence)";
+        uint8_t c1 = p[i + 1];
+        if (c1 < lo || c1 > hi) {
+            if (c1 < 0x80 || c1 > 0xbf) return "invalid UTF-8 (truncated sequence)";
+            if (c == 0xed) return "invalid UTF-8 (surrogate)";
+            if (c == 0xf4) return "invalid UTF-8 (above U+10FFFF)";
+            return "invalid UTF-8 (overlong encoding)";
+        }
+        for (size_t j = 2; j <= k; j++)
+            if ((p[i + j] & 0xc0) != 0x80) return "invalid UTF-8 (truncated sequence)";
+        i += k + 1;
+    }
+    return NULL;
+}
+
+/* protoc-c emits the fields sorted by number: usually field i has number i+1. */
+static inline const ProtobufCFieldDescriptor *field_find(const ProtobufCMessageDescriptor *d,
+                                                         uint32_t num)
+{
+    const ProtobufCFieldDescriptor *f = d->fields;
+    size_t lo = 0, hi = d->n_fields;
+    if (num - 1 < hi && f[num - 1].id == num) return &f[num - 1];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (f[mid].id == num) return &f[mid];
+        if (f[mid].id < num) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+/* Every element of a packed repeated scalar of wire type wt must be whole. */
+static const char *packed_check(const uint8_t *p, size_t n, int wt)
+{
+    if (wt == WT_I32) return n % 4 ? "packed fixed32 length not a multiple of 4" : NULL;
+    if (wt == WT_I64) return n % 8 ? "packed fixed64 length not a multiple of 8" : NULL;
+    for (size_t i = 0; i < n;) {
+        uint64_t v;
+        size_t k = varint(p + i, n - i, &v);
+        if (!k) return n - i >= 10 ? "packed: varint longer than 10 bytes" : "packed: truncated varint";
+        i += k;
+    }
+    return NULL;
+}
+
+static _Thread_local char why_buf[512];
+
+static const char *explain(const struct frame *st, unsigned top, uint32_t num,
+                           const ProtobufCFieldDescriptor *fd, const char *reason)
+{
+    size_t o = 0;
+    int k;
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        k = snprintf(why_buf + o, sizeof why_buf - o, __VA_ARGS__);                                \
+        if (k < 0 || (size_t)k >= sizeof why_buf - o) return why_buf;                              \
+        o += (size_t)k;                                                                            \
+    } while (0)
+    for (unsigned i = 1; i <= top; i++) {
+        if (st[i].group) PUT("group %u: ", st[i].num);
+        else PUT("field %u (%s): ", st[i].num, st[i].via ? st[i].via->name : "?");
+    }
+    if (fd) PUT("field %u (%s): ", num, fd->name);
+    else if (num) PUT("field %u: ", num);
+    PUT("%s", reason);
+#undef PUT
+    return why_buf;
+}
+
+int sr_schema_check(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_t n,
+                    const char **why)
+{
+    struct frame st[SR_SCHEMA_MAX_DEPTH];
+    unsigned top = 0;
+    size_t pos = 0;
+    const char *reason = NULL;
+    const ProtobufCFieldDescriptor *fd = NULL;
+    uint32_t num = 0;
+
+    st[0] = (struct frame){.d = d, .end = n};
+    for (;;) {
+        struct frame *fr = &st[top];
+        size_t end = fr->end, k;
+        uint64_t tag, v;
+
+        num = 0;
+        fd = NULL;
+        if (pos == end) {
+            if (fr->group) {
+                reason = "unterminated group";
+                goto fail;
+            }
+            if (top == 0) return 0;
+            top--;
+            continue;
+        }
+        k = varint(b + pos, end - pos, &tag);
+        if (!k) {
+            reason = end - pos >= 10 ? "tag: varint longer than 10 bytes" : "tag: truncated varint";
+            goto fail;
+        }
+        pos += k;
+        if (tag > UINT32_MAX || (tag >> 3) == 0) {
+            reason = "invalid field number";
+            goto fail;
+        }
+        num = (uint32_t)(tag >> 3);
+        int wt = (int)(tag & 7);
+        if (wt > WT_I32) {
+            reason = "invalid wire type";
+            goto fail;
+        }
+        fd = fr->d ? field_find(fr->d, num) : NULL;
+
+        if (fd) {
+            int want = wire_of[fd->type];
+            if (wt != want) {
+                if (wt != WT_LEN || want == WT_LEN || fd->label != PROTOBUF_C_LABEL_REPEATED) {
+                    reason = "wrong wire type for its declared type";
+                    goto fail;
+                }
+                /* packed repeated scalar */
+                k = varint(b + pos, end - pos, &v);
+                if (!k) {
+                    reason = varint_error(end - pos);
+                    goto fail;
+                }
+                pos += k;
+                if (v > end - pos) {
+                    reason = "length beyond the end of the enclosing message";
+                    goto fail;
+                }
+                if ((reason = packed_check(b + pos, (size_t)v, want))) goto fail;
+                pos += (size_t)v;
+                continue;
+            }
+        }
+
+        switch (wt) {
+        case WT_VARINT:
+            k = varint(b + pos, end - pos, &v);
+            if (!k) {
+                reason = varint_error(end - pos);
+                goto fail;
+            }
+            pos += k;
+            break;
+        case WT_I64:
+        case WT_I32:
+            k = wt == WT_I64 ? 8 : 4;
+            if (end - pos < k) {
+                reason = wt == WT_I64 ? "truncated fixed64" : "truncated fixed32";
+                goto fail;
+            }
+            pos += k;
+            break;
+        case WT_LEN:
+            k = varint(b + pos, end - pos, &v);
+            if (!k) {
+                reason = varint_error(end - pos);
+                goto fail;
+            }
+            pos += k;
+            if (v > end - pos) {
+                reason = "length beyond the end of the enclosing message";
+                goto fail;
+            }
+            if (fd && fd->type == PROTOBUF_C_TYPE_STRING) {
+                if ((reason = utf8_check(b + pos, (size_t)v))) goto fail;
+            } else if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (top + 1 >= SR_SCHEMA_MAX_DEPTH) {
+                    reason = "nested deeper than the limit (64)";
+                    goto fail;
+                }
+                st[++top] = (struct frame){.d = fd->descriptor,
+                                           .via = fd,
+                                           .num = num,
+                                           .end = pos + (size_t)v};
+                continue;
+            }
+            pos += (size_t)v;
+            break;
+        case WT_SGROUP: /* only unknown fields get here */
+            if (top + 1 >= SR_SCHEMA_MAX_DEPTH) {
+                reason = "nested deeper than the limit (64)";
+                goto fail;
+            }
+            st[++top] = (struct frame){.num = num, .group = num, .end = end};
+            break;
+        case WT_EGROUP:
+            if (!fr->group) {
+                reason = "end of group outside a group";
+                goto fail;
+            }
+            if (fr->group != num) {
+                reason = "end of group does not match its start";
+                goto fail;
+            }
+            top--;
+            break;
+        default:
+            reason = "invalid wire type";
+            goto fail;
+        }
+    }
+fail:
+    if (why) *why = explain(st, top, num, fd, reason);
+    return -EBADMSG;
+}
+
+/* Async methods and the message their client sends. SkyWalking services are
+ * listed without the package: both "/skywalking.v3.S/m" and "/S/m" match. */
+struct schema_method {
+    const char *path;
+    const ProtobufCMessageDescriptor *d;
+};
+
+static const struct schema_method sw_methods[] = {
+    {"TraceSegmentReportService/collect", &skywalking__v3__segment_object__descriptor},
+    {"TraceSegmentReportService/collectInSync", &skywalking__v3__segment_collection__descriptor},
+    {"LogReportService/collect", &skywalking__v3__log_data__descriptor},
+    {"MeterReportService/collect", &skywalking__v3__meter_data__descriptor},
+    {"MeterReportService/collectBatch", &skywalking__v3__meter_data_collection__descriptor},
+};
+
+static const struct schema_method full_methods[] = {
+    {"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs",
+     &envoy__service__accesslog__v3__stream_access_logs_message__descriptor},
+    {"/envoy.service.accesslog.v2.AccessLogService/StreamAccessLogs",
+     &envoy__service__accesslog__v3__stream_access_logs_message__descriptor},
+};
+
+static const ProtobufCMessageDescriptor *lookup(const struct schema_method *t, size_t count,
+                                                const char *path, size_t len)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strlen(t[i].path) == len && memcmp(t[i].path, path, len) == 0) return t[i].d;
+    return NULL;
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+const ProtobufCMessageDescriptor *sr_schema_for_method(const char *path, size_t len)
+{
+    static const char sw[] = "/skywalking.v3.";
+    const ProtobufCMessageDescriptor *d = lookup(full_methods, COUNT(full_methods), path, len);
+    if (d) return d;
+    if (len > sizeof sw - 1 && memcmp(path, sw, sizeof sw - 1) == 0)
+        return lookup(sw_methods, COUNT(sw_methods), path + sizeof sw - 1, len - (sizeof sw - 1));
+    if (len > 1 && path[0] == '/') return lookup(sw_methods, COUNT(sw_methods), path + 1, len - 1);
+    return NULL;
+}
