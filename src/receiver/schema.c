@@ -22,10 +22,17 @@
 
 #include "skyrelay/schema.h"
 
-#include "common.pb-c.h"
+#include "clr_metric.pb-c.h"
+#include "ebpf_accesslog.pb-c.h"
+#include "ebpf_profiling.pb-c.h"
 #include "envoy_als.pb-c.h"
+#include "envoy_metrics.pb-c.h"
+#include "event.pb-c.h"
+#include "jvm_metric.pb-c.h"
 #include "logging.pb-c.h"
+#include "management.pb-c.h"
 #include "meter.pb-c.h"
+#include "profile.pb-c.h"
 #include "tracing.pb-c.h"
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4, WT_I32 = 5 };
@@ -278,7 +285,10 @@ int sr_schema_check(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_
                 reason = "length beyond the end of the enclosing message";
                 goto fail;
             }
-            if (fd && fd->type == PROTOBUF_C_TYPE_STRING) {
+            /* proto2 strings (label OPTIONAL/REQUIRED; proto/ uses no proto3
+             * `optional`) are bytes to every parser: no UTF-8 check */
+            if (fd && fd->type == PROTOBUF_C_TYPE_STRING &&
+                (fd->label == PROTOBUF_C_LABEL_NONE || fd->label == PROTOBUF_C_LABEL_REPEATED)) {
                 if ((reason = utf8_check(b + pos, (size_t)v))) goto fail;
             } else if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE) {
                 if (top + 1 >= SR_SCHEMA_MAX_DEPTH) {
@@ -334,6 +344,16 @@ static const struct schema_method sw_methods[] = {
     {"LogReportService/collect", &skywalking__v3__log_data__descriptor},
     {"MeterReportService/collect", &skywalking__v3__meter_data__descriptor},
     {"MeterReportService/collectBatch", &skywalking__v3__meter_data_collection__descriptor},
+    {"JVMMetricReportService/collect", &skywalking__v3__jvmmetric_collection__descriptor},
+    {"CLRMetricReportService/collect", &skywalking__v3__clrmetric_collection__descriptor},
+    {"EventService/collect", &skywalking__v3__event__descriptor},
+    {"SpanAttachedEventReportService/collect", &skywalking__v3__span_attached_event__descriptor},
+    {"ProfileTask/collectSnapshot", &skywalking__v3__thread_snapshot__descriptor},
+    {"EBPFProfilingService/collectProfilingData", &skywalking__v3__ebpfprofiling_data__descriptor},
+    {"EBPFAccessLogService/collect", &skywalking__v3__ebpfaccess_log_message__descriptor},
+    {"ManagementService/keepAlive", &skywalking__v3__instance_ping_pkg__descriptor},
+    {"ManagementService/reportInstanceProperties",
+     &skywalking__v3__instance_properties__descriptor},
 };
 
 static const struct schema_method full_methods[] = {
@@ -341,6 +361,10 @@ static const struct schema_method full_methods[] = {
      &envoy__service__accesslog__v3__stream_access_logs_message__descriptor},
     {"/envoy.service.accesslog.v2.AccessLogService/StreamAccessLogs",
      &envoy__service__accesslog__v3__stream_access_logs_message__descriptor},
+    {"/envoy.service.metrics.v3.MetricsService/StreamMetrics",
+     &envoy__service__metrics__v3__stream_metrics_message__descriptor},
+    {"/envoy.service.metrics.v2.MetricsService/StreamMetrics",
+     &envoy__service__metrics__v3__stream_metrics_message__descriptor},
 };
 
 static const ProtobufCMessageDescriptor *lookup(const struct schema_method *t, size_t count,
