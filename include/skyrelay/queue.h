@@ -1,16 +1,21 @@
-/* A worker's partition of a pipe queue: a ring of events bounded by event
- * count AND bytes, plus the batches cut from it.
+/* A worker's partition of a pipe queue: a FIFO of queued events plus the
+ * batches in flight, bounded together by event count AND bytes.
  *
- * Events stay in the ring from the moment a receiver pushes them until the
- * upstream call that carries them ends OK (at-least-once): the ring is
+ *     ring: head ........ tail        queued, not yet batched (FIFO)
+ *     batch slots: [b0] [b1] ...      cut from the ring, each owning its events
  *
- *     head ........ next ........ tail
- *     [in batches, in flight]  [queued, not yet batched]
+ * Cutting a batch MOVES its events out of the ring into the batch slot, so a
+ * batch holds only its own events: when it is acknowledged (or given up) its
+ * memory and its share of the bounds are released at once, whatever the other
+ * batches are doing. A batch stuck on a frozen node holds nothing but itself
+ * (no head-of-line blocking). The bounds count what is held: queued + in
+ * batches; the worker's budget (struct sr_budget) additionally sees paused
+ * calls' messages and relay buffers.
  *
- * Batches are cut in order from `next` and may complete out of order; `head`
- * advances over the oldest completed batches and releases their events. The
- * bounds cover both regions, so a slow or dead upstream fills the ring and the
- * receivers push back on the agents.
+ * A batch is made of units: ranges of its events sent together (one per key
+ * group at first; a unit is split in halves to isolate an event upstream
+ * refuses). Each unit has its own state, so parts of one batch can be retried,
+ * split or dropped independently (src/sender/sender.c).
  *
  * Single-threaded: a partition belongs to one worker. The depth fields are
  * _Atomic only so that a metrics scrape on another thread can read them. */
@@ -43,6 +48,13 @@ static inline void sr_budget_release(struct sr_budget *b, uint64_t n)
     atomic_store_explicit(&b->used, u >= n ? u - n : 0, memory_order_relaxed);
 }
 
+struct sr_config;
+
+/* queue.total_max_bytes resolved: the configured value, or (0 = auto) half of
+ * the cgroup memory limit (v2 memory.max, v1 memory.limit_in_bytes) when one
+ * is set, else 512 MiB. *source (may be NULL) says which. Any thread. */
+uint64_t sr_queue_budget_total(const struct sr_config *cfg, const char **source);
+
 /* Event flags */
 #define SR_EV_FRAGMENT 0x1 /* body is already a sequence of field-1 records (MeterDataCollection) */
 
@@ -56,61 +68,65 @@ struct sr_event {
     uint8_t flags;
 };
 
-enum sr_batch_state { SR_BATCH_FREE = 0, SR_BATCH_SENDING, SR_BATCH_WAIT, SR_BATCH_DONE };
+enum sr_unit_state { SR_UNIT_PENDING = 0, SR_UNIT_SENDING, SR_UNIT_DONE, SR_UNIT_DROPPED };
 
-struct sr_group {
+struct sr_unit {
     uint64_t key;
     uint32_t off; /* into sr_batch.order */
     uint32_t n;
-    uint8_t done;     /* delivered */
-    uint8_t assigned; /* scratch: already put into a call of this attempt */
-    void *node;       /* node of the current attempt (struct sr_node *) */
+    uint8_t state;         /* enum sr_unit_state */
+    uint8_t suspect;       /* refused as content: sent alone, split on the next refusal */
+    uint8_t content_fails; /* content refusals at this size */
+    uint8_t assigned;      /* scratch: put into a call of this round */
+    uint64_t tried;        /* bits of the nodes that failed it (sr_node_bit) */
+    int64_t not_before_ms; /* PENDING: earliest (re)send */
+    void *node;            /* node of the current call (struct sr_node *) */
 };
 
 struct sr_batch {
-    enum sr_batch_state state;
-    uint64_t start; /* ring position of the first event */
+    bool used;
+    struct sr_event *ev; /* the batch's events, moved out of the ring (owned refs) */
+    uint32_t ev_cap;
     uint32_t count;
     uint32_t items;
     uint64_t bytes;
-    uint32_t attempts;
+    uint32_t sends;     /* calls started for it (> units: something was re-sent) */
     int64_t first_attempt_ms;
-    int64_t not_before_ms; /* SR_BATCH_WAIT: earliest retry */
-    uint64_t tried;        /* bitmap of node indexes whose call failed in the current round */
-    /* grouping (filled by the sender on the first attempt; one group when the
-     * pipe neither groups nor routes by key) */
+    /* units (filled by the sender on the first attempt) */
     uint32_t *order; /* event offsets (0..count) grouped by key, stable */
-    struct sr_group *groups;
-    uint32_t n_groups;
+    struct sr_unit *units;
+    uint32_t n_units, units_cap;
     uint32_t calls_pending;
-    int failed_status; /* worst status of this attempt's calls, 0 = all OK */
+    int last_status; /* last failed status, for logs */
 };
 
 struct sr_partition {
-    struct sr_event *ring;
-    uint32_t cap; /* power of two >= max_events */
+    struct sr_event *ring; /* queued events */
+    uint32_t cap;          /* power of two >= max_events */
     uint32_t max_events;
     uint64_t max_bytes;
-    uint64_t head, next, tail;
-    uint64_t unbatched_bytes;
-    _Atomic uint64_t depth_events; /* tail - head, for scrapes */
+    uint64_t head, tail;   /* queued: [head, tail) */
+    uint64_t queued_bytes;
+    uint64_t held_events, held_bytes; /* queued + in batches */
+    struct sr_budget *budget;         /* the worker's; NULL = none */
+    _Atomic uint64_t depth_events;    /* held_events, for scrapes */
     _Atomic uint64_t depth_bytes;
-    struct sr_batch *batches; /* ring of max_inflight batch slots, cut in order */
+    struct sr_batch *batches; /* max_inflight slots, any order */
     uint32_t n_slots;
-    uint32_t slot_head; /* oldest batch */
-    uint32_t slot_count;
+    uint32_t slots_used;
 };
 
-/* Initializes p for max_events / max_bytes and max_inflight batches.
- * Returns 0 or -ENOMEM. */
+/* Initializes p for max_events / max_bytes and max_inflight batches; budget
+ * (borrowed, may be NULL) is charged for every byte held. Returns 0 or -ENOMEM. */
 int sr_partition_init(struct sr_partition *p, uint32_t max_events, uint64_t max_bytes,
-                      uint32_t max_inflight);
+                      uint32_t max_inflight, struct sr_budget *budget);
 
 /* Releases every event still held (their slices) and the storage. */
 void sr_partition_deinit(struct sr_partition *p);
 
-/* True if an event of `bytes` fits now. An event always fits into an empty
- * partition (so one message larger than max_bytes is not refused forever). */
+/* True if an event of `bytes` fits now: under both bounds and the budget. An
+ * event always fits into an empty partition (so one message larger than
+ * max_bytes, or than what the budget has left, is not refused forever). */
 bool sr_partition_has_room(const struct sr_partition *p, uint32_t bytes);
 
 /* Appends an event; TAKES prefix and body on success. Returns 0, or -1 when
@@ -120,7 +136,7 @@ int sr_partition_push(struct sr_partition *p, grpc_slice prefix, grpc_slice body
 
 static inline uint32_t sr_partition_unbatched(const struct sr_partition *p)
 {
-    return (uint32_t)(p->tail - p->next);
+    return (uint32_t)(p->tail - p->head);
 }
 
 static inline struct sr_event *sr_partition_at(const struct sr_partition *p, uint64_t pos)
@@ -136,18 +152,19 @@ static inline struct sr_event *sr_partition_at(const struct sr_partition *p, uin
 uint32_t sr_partition_ready(const struct sr_partition *p, uint32_t max_events, uint64_t max_bytes,
                             uint32_t linger_ms, bool flush, int64_t now_ms, int64_t *wake_ms);
 
-/* Cuts the next `count` unbatched events into a new batch slot (state SENDING)
- * and returns it. Call only after sr_partition_ready returned count > 0. */
+/* Moves the next `count` queued events into a free batch slot and returns it
+ * (NULL, nothing moved, when out of memory). Call only after
+ * sr_partition_ready returned count > 0. */
 struct sr_batch *sr_partition_cut(struct sr_partition *p, uint32_t count, int64_t now_ms);
 
-/* Marks b delivered (or given up) and releases every leading completed batch.
+/* Releases b's events (delivered or given up) and frees its slot.
  * Returns the number of events released (room made). */
 uint32_t sr_partition_complete(struct sr_partition *p, struct sr_batch *b);
 
-/* Iterates the batch slots in cut order: i in [0, slot_count). */
-static inline struct sr_batch *sr_partition_batch(const struct sr_partition *p, uint32_t i)
+/* Event i of batch b. */
+static inline struct sr_event *sr_batch_event(const struct sr_batch *b, uint32_t i)
 {
-    return &p->batches[(p->slot_head + i) % p->n_slots];
+    return &b->ev[i];
 }
 
 #endif

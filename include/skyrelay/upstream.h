@@ -57,7 +57,9 @@ struct sr_upstream {
     uint32_t backoff_max_ms;
     _Atomic uint64_t gen;   /* bumped by every change of the node set */
     int max_recv;           /* channel arg for new nodes */
-    uint64_t present;       /* main thread: nodes present after the last apply */
+    _Atomic uint64_t present; /* nodes present after the last apply (written by main) */
+    char **retired;         /* main thread: addresses of reused slots, freed at deinit */
+    size_t n_retired;
 };
 
 /* Creates one channel per configured node. Call after grpc_init. Returns 0 or -1. */

@@ -53,6 +53,9 @@ struct sr_pipe_rt {
     struct sr_balancer *balancer;
     struct sr_dcall *wait_head, *wait_tail; /* calls paused on the full partition, FIFO */
     bool keyed;      /* events need their key: grouped plan or keyed routing */
+    bool key_routing; /* the balancer routes by key (units picked one by one) */
+    bool cap_wait;   /* a unit waits for a node under its in-flight cap */
+    uint16_t *node_calls; /* this pipe's calls in flight per node index (SR_MAX_NODES) */
     bool dirty;      /* something changed (push, completion): run the sender */
     int64_t wake_ms; /* else run it at this time (linger, retry); INT64_MAX = never */
 };
@@ -79,6 +82,8 @@ struct sr_worker {
     int64_t self_meter_next_ms;        /* worker 0: next self-meter report */
     struct sr_cpu_sample cpu_state;    /* previous CPU reading, for the CPU gauge */
     _Atomic int idle;
+    int64_t stall_check_ms;  /* next look for stalled upstream calls */
+    uint64_t dead_letters;   /* files written to queue.dead_letter_dir */
 };
 
 struct sr_runtime {
@@ -113,6 +118,11 @@ void sr_worker_deinit(struct sr_worker *w);
 /* Cuts and starts batches that are due, restarts batches whose retry time has
  * come. Returns the earliest time it needs to run again (INT64_MAX = none). */
 int64_t sr_sender_service(struct sr_worker *w, struct sr_pipe_rt *p, int64_t now_ms);
+
+/* Looks for upstream calls unanswered for upstream.stall_timeout: marks their
+ * nodes stalled and re-sends (hedges) every call still on a stalled node.
+ * Returns when to look again (INT64_MAX = never). */
+int64_t sr_sender_check_stalls(struct sr_worker *w, int64_t now_ms);
 
 /* Gives up every batch that is not in flight, counting its events as dropped
  * with `reason`; cancels in-flight upstream calls (their completions then drop). */

@@ -1,5 +1,5 @@
-/* Bounded event ring with in-order batch cutting and out-of-order completion.
- * See include/skyrelay/queue.h. */
+/* Bounded event FIFO with batches that own their events and complete in any
+ * order. See include/skyrelay/queue.h. */
 #include "skyrelay/queue.h"
 
 #include <errno.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 
 int sr_partition_init(struct sr_partition *p, uint32_t max_events, uint64_t max_bytes,
-                      uint32_t max_inflight)
+                      uint32_t max_inflight, struct sr_budget *budget)
 {
     uint32_t cap = 1;
     memset(p, 0, sizeof(*p));
@@ -28,26 +28,37 @@ int sr_partition_init(struct sr_partition *p, uint32_t max_events, uint64_t max_
     p->max_events = max_events;
     p->max_bytes = max_bytes;
     p->n_slots = max_inflight;
+    p->budget = budget;
     return 0;
 }
 
-static void release(struct sr_partition *p, uint64_t pos)
+static void release_event(struct sr_event *e)
 {
-    struct sr_event *e = sr_partition_at(p, pos);
     grpc_slice_unref(e->prefix);
     grpc_slice_unref(e->body);
     e->prefix = grpc_empty_slice();
     e->body = grpc_empty_slice();
 }
 
+static void publish_depth(struct sr_partition *p)
+{
+    atomic_store_explicit(&p->depth_events, p->held_events, memory_order_relaxed);
+    atomic_store_explicit(&p->depth_bytes, p->held_bytes, memory_order_relaxed);
+}
+
 void sr_partition_deinit(struct sr_partition *p)
 {
     if (!p->ring) return;
-    for (uint64_t pos = p->head; pos != p->tail; pos++) release(p, pos);
+    for (uint64_t pos = p->head; pos != p->tail; pos++) release_event(sr_partition_at(p, pos));
     for (uint32_t i = 0; i < p->n_slots; i++) {
-        free(p->batches[i].order);
-        free(p->batches[i].groups);
+        struct sr_batch *b = &p->batches[i];
+        if (b->used)
+            for (uint32_t k = 0; k < b->count; k++) release_event(&b->ev[k]);
+        free(b->ev);
+        free(b->order);
+        free(b->units);
     }
+    if (p->budget) sr_budget_release(p->budget, p->held_bytes);
     free(p->ring);
     free(p->batches);
     memset(p, 0, sizeof(*p));
@@ -55,16 +66,13 @@ void sr_partition_deinit(struct sr_partition *p)
 
 bool sr_partition_has_room(const struct sr_partition *p, uint32_t bytes)
 {
-    uint64_t n = p->tail - p->head;
-    if (n >= p->max_events) return false;
-    if (n == 0) return true;
-    return atomic_load_explicit(&p->depth_bytes, memory_order_relaxed) + bytes <= p->max_bytes;
-}
-
-static void publish_depth(struct sr_partition *p, uint64_t bytes)
-{
-    atomic_store_explicit(&p->depth_events, p->tail - p->head, memory_order_relaxed);
-    atomic_store_explicit(&p->depth_bytes, bytes, memory_order_relaxed);
+    if (p->held_events >= p->max_events) return false;
+    if (p->held_events == 0) return true;
+    if (p->held_bytes + bytes > p->max_bytes) return false;
+    if (p->budget &&
+        atomic_load_explicit(&p->budget->used, memory_order_relaxed) + bytes > p->budget->max)
+        return false;
+    return true;
 }
 
 int sr_partition_push(struct sr_partition *p, grpc_slice prefix, grpc_slice body, uint64_t key,
@@ -83,8 +91,11 @@ int sr_partition_push(struct sr_partition *p, grpc_slice prefix, grpc_slice body
     e->items = items;
     e->flags = flags;
     p->tail++;
-    p->unbatched_bytes += bytes;
-    publish_depth(p, atomic_load_explicit(&p->depth_bytes, memory_order_relaxed) + bytes);
+    p->queued_bytes += bytes;
+    p->held_events++;
+    p->held_bytes += bytes;
+    if (p->budget) sr_budget_charge(p->budget, bytes);
+    publish_depth(p);
     return 0;
 }
 
@@ -97,18 +108,18 @@ uint32_t sr_partition_ready(const struct sr_partition *p, uint32_t max_events, u
 
     *wake_ms = INT64_MAX;
     if (n == 0) return 0;
-    due = sr_partition_at(p, p->next)->arrival_ms + linger_ms;
-    if (p->slot_count == p->n_slots) {
+    due = sr_partition_at(p, p->head)->arrival_ms + linger_ms;
+    if (p->slots_used == p->n_slots) {
         /* No free slot: a completion will call us again; the linger time is moot. */
         return 0;
     }
-    if (n < max_events && p->unbatched_bytes < max_bytes && !flush && now_ms < due) {
+    if (n < max_events && p->queued_bytes < max_bytes && !flush && now_ms < due) {
         *wake_ms = due;
         return 0;
     }
     /* Take up to max_events, and stop before exceeding max_bytes (but always >= 1). */
     while (take < n && take < max_events) {
-        uint32_t b = sr_partition_at(p, p->next + take)->bytes;
+        uint32_t b = sr_partition_at(p, p->head + take)->bytes;
         if (take > 0 && bytes + b > max_bytes) break;
         bytes += b;
         take++;
@@ -118,46 +129,56 @@ uint32_t sr_partition_ready(const struct sr_partition *p, uint32_t max_events, u
 
 struct sr_batch *sr_partition_cut(struct sr_partition *p, uint32_t count, int64_t now_ms)
 {
-    uint32_t slot = (p->slot_head + p->slot_count) % p->n_slots;
-    struct sr_batch *b = &p->batches[slot];
-    uint32_t *order = b->order;
-    struct sr_group *groups = b->groups;
+    struct sr_batch *b = NULL;
 
-    memset(b, 0, sizeof(*b));
-    b->order = order;
-    b->groups = groups;
-    b->state = SR_BATCH_SENDING;
-    b->start = p->next;
-    b->count = count;
-    b->first_attempt_ms = now_ms;
-    for (uint32_t i = 0; i < count; i++) {
-        struct sr_event *e = sr_partition_at(p, p->next + i);
-        b->bytes += e->bytes;
-        b->items += e->items;
+    for (uint32_t i = 0; i < p->n_slots; i++)
+        if (!p->batches[i].used) {
+            b = &p->batches[i];
+            break;
+        }
+    if (!b) return NULL;
+    if (b->ev_cap < count) {
+        struct sr_event *ev = realloc(b->ev, sizeof(*ev) * count);
+        if (!ev) return NULL;
+        b->ev = ev;
+        b->ev_cap = count;
     }
-    p->next += count;
-    p->unbatched_bytes -= b->bytes;
-    p->slot_count++;
+    b->used = true;
+    b->count = count;
+    b->items = 0;
+    b->bytes = 0;
+    b->sends = 0;
+    b->first_attempt_ms = now_ms;
+    b->n_units = 0;
+    b->calls_pending = 0;
+    b->last_status = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        struct sr_event *e = sr_partition_at(p, p->head + i);
+        b->ev[i] = *e;
+        e->prefix = grpc_empty_slice();
+        e->body = grpc_empty_slice();
+        b->bytes += b->ev[i].bytes;
+        b->items += b->ev[i].items;
+    }
+    p->head += count;
+    p->queued_bytes -= b->bytes;
+    p->slots_used++;
     return b;
 }
 
 uint32_t sr_partition_complete(struct sr_partition *p, struct sr_batch *b)
 {
-    uint32_t released = 0;
-    uint64_t bytes = atomic_load_explicit(&p->depth_bytes, memory_order_relaxed);
+    uint32_t released = b->count;
 
-    b->state = SR_BATCH_DONE;
-    while (p->slot_count > 0) {
-        struct sr_batch *h = &p->batches[p->slot_head];
-        if (h->state != SR_BATCH_DONE) break;
-        for (uint32_t i = 0; i < h->count; i++) release(p, h->start + i);
-        p->head = h->start + h->count;
-        bytes -= h->bytes;
-        released += h->count;
-        h->state = SR_BATCH_FREE;
-        p->slot_head = (p->slot_head + 1) % p->n_slots;
-        p->slot_count--;
-    }
-    publish_depth(p, bytes);
+    if (!b->used) return 0;
+    for (uint32_t i = 0; i < b->count; i++) release_event(&b->ev[i]);
+    p->held_events -= b->count;
+    p->held_bytes -= b->bytes;
+    if (p->budget) sr_budget_release(p->budget, b->bytes);
+    b->used = false;
+    b->count = 0;
+    b->n_units = 0;
+    p->slots_used--;
+    publish_depth(p);
     return released;
 }

@@ -1,25 +1,42 @@
 /* Batch senders: the upstream side of a worker.
  *
- * A batch is a contiguous range of a partition's ring. Sending it means one
- * upstream call (or, for ALS on OAP's standard service, one call per distinct
- * Envoy identifier) to the node the balancer picks, on the worker's own
- * completion queue. Messages are built from the events' slices by reference
+ * A batch owns the events cut from its partition (include/skyrelay/queue.h).
+ * It is made of units: one per key group at first (one unit when the pipe
+ * neither groups nor routes by key). Each unit is sent, retried, split or
+ * dropped on its own; the batch is released when every unit is delivered or
+ * given up. Messages are built from the events' slices by reference
  * (grpc_slice_buffer_add of a ref): the events keep their own refs until the
- * batch is acknowledged, so a failed batch can be re-sent to the next node
- * unchanged. Writes carry GRPC_WRITE_BUFFER_HINT except the last, which goes
- * out with the half-close and flushes the stream.
+ * batch is released, so a unit can be re-sent unchanged. Writes carry
+ * GRPC_WRITE_BUFFER_HINT except the last, which goes out with the half-close.
  *
- * Outcomes: all calls OK -> delivered, the ring advances and paused receivers
- * resume. A retryable failure ejects the node (backoff) and the batch waits to
- * be re-sent to another node until upstream.retry_max has passed. A
- * non-retryable status drops the batch with a reason. Every outcome is
- * counted. */
+ * Faults cost only what they touch (docs/reliability.md):
+ * - TRANSPORT failure (UNAVAILABLE, DEADLINE_EXCEEDED, a broken stream): the
+ *   node is ejected with backoff and the call's units go to the next node.
+ * - Silence: a call outstanding longer than upstream.stall_timeout marks its
+ *   node stalled (ejected with backoff); every call of this worker still on
+ *   that node is cancelled and its units re-sent elsewhere ("hedged",
+ *   counted: the node may have processed part of them). The node rejoins on
+ *   its first answer after the backoff.
+ * - CONTENT failure (INTERNAL, INVALID_ARGUMENT, ...): the node is fine, some
+ *   event is bad. The unit is retried once on another node; refused again, it
+ *   is split in halves sent alone, recursively; a single event refused by two
+ *   nodes is dropped as poison (counted, logged with its first bytes, written
+ *   to queue.dead_letter_dir). Every good event of the batch is delivered.
+ * - REJECT (UNAUTHENTICATED, UNIMPLEMENTED, ...): every node would say the
+ *   same; the units are dropped, counted as upstream_rejected.
+ * - A per-node cap on calls in flight (upstream.max_inflight_per_node) keeps
+ *   one bad node from holding all of a pipe's batch slots. */
+#include <errno.h>
+#include <fcntl.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/slice_buffer.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "skyrelay/log.h"
 #include "skyrelay/wire.h"
@@ -31,13 +48,15 @@ struct sr_ucall {
     struct sr_pipe_rt *pipe;
     struct sr_batch *batch;
     struct sr_node *node;
-    uint32_t *gl; /* groups carried by this call (indexes into batch->groups) */
-    uint32_t n_gl;
-    uint32_t g1;  /* storage for gl when the call carries one group */
+    uint32_t *ul; /* units carried by this call (indexes into batch->units) */
+    uint32_t n_ul;
+    uint32_t u1; /* storage for ul when the call carries one unit */
     uint32_t n_msgs, next_msg;
-    uint32_t cur_g, cur_e; /* SR_UNIT_EVENT cursor: group (in gl) and event within it */
+    uint32_t cur_u, cur_e; /* SR_UNIT_EVENT cursor: unit (in ul) and event within it */
     uint32_t events;
     bool send_done, recv_done;
+    bool send_failed; /* a write failed: not every message reached the node */
+    bool hedged;      /* cancelled by us: the node stalled, its units went elsewhere */
     grpc_byte_buffer *sbuf;
     grpc_byte_buffer *rbuf;
     grpc_metadata_array init_md, trail_md;
@@ -46,7 +65,8 @@ struct sr_ucall {
     const char *error_string;
     grpc_metadata auth_md;
     int64_t start_us;
-    struct sr_ucall *next, *prev; /* the worker's in-flight list, for cancellation */
+    int64_t start_ms;
+    struct sr_ucall *next, *prev; /* the worker's in-flight list */
 };
 
 #define UCALL_OF(t, member) ((struct sr_ucall *)((char *)(t)-offsetof(struct sr_ucall, member)))
@@ -54,41 +74,35 @@ struct sr_ucall {
 static void on_send(struct sr_worker *w, struct sr_tag *t, bool ok);
 static void on_recv(struct sr_worker *w, struct sr_tag *t, bool ok);
 
-static bool retryable(grpc_status_code s)
+static struct sr_event *ev_of(struct sr_batch *b, const struct sr_unit *u, uint32_t k)
 {
-    switch (s) {
-    case GRPC_STATUS_UNAVAILABLE:
-    case GRPC_STATUS_DEADLINE_EXCEEDED:
-    case GRPC_STATUS_RESOURCE_EXHAUSTED:
-    case GRPC_STATUS_ABORTED:
-    case GRPC_STATUS_CANCELLED:
-    case GRPC_STATUS_INTERNAL:
-    case GRPC_STATUS_UNKNOWN:
-        return true;
-    default:
-        return false;
-    }
+    return &b->ev[b->order[u->off + k]];
 }
 
-static struct sr_event *ev_at(struct sr_pipe_rt *p, struct sr_batch *b, uint32_t i)
-{
-    return sr_partition_at(&p->part, b->start + i);
-}
-
-/* Fills b->order and b->groups: events grouped by key (stable), or one group
- * holding every event in order when by_key is false. */
-static int build_groups(struct sr_pipe_rt *p, struct sr_batch *b, bool by_key)
+/* Fills b->order and b->units: events grouped by key (stable), or one unit
+ * holding every event in order when by_key is false. Room is made for the
+ * splits of poison isolation (at most 2 * count units). */
+static int build_units(struct sr_batch *b, bool by_key, int64_t now_ms)
 {
     uint32_t tsize = 16, *tab = NULL, *gid = NULL, *cur;
+    uint32_t need = 2 * b->count + 1;
     int rc = -1;
 
-    if (!b->order) b->order = malloc(sizeof(*b->order) * p->cfg->sender.max_batch_events);
-    if (!b->groups) b->groups = malloc(sizeof(*b->groups) * p->cfg->sender.max_batch_events);
-    if (!b->order || !b->groups) return -1;
-    memset(b->groups, 0, sizeof(*b->groups));
+    if (b->units_cap < need) {
+        uint32_t *order = realloc(b->order, sizeof(*order) * need);
+        struct sr_unit *units;
+        if (!order) return -1;
+        b->order = order;
+        units = realloc(b->units, sizeof(*units) * need);
+        if (!units) return -1;
+        b->units = units;
+        b->units_cap = need;
+    }
     if (!by_key) {
-        b->n_groups = 1;
-        b->groups[0].n = b->count;
+        memset(&b->units[0], 0, sizeof(b->units[0]));
+        b->n_units = 1;
+        b->units[0].n = b->count;
+        b->units[0].not_before_ms = now_ms;
         for (uint32_t i = 0; i < b->count; i++) b->order[i] = i;
         return 0;
     }
@@ -97,25 +111,26 @@ static int build_groups(struct sr_pipe_rt *p, struct sr_batch *b, bool by_key)
     gid = malloc(sizeof(*gid) * b->count);
     if (!tab || !gid) goto out;
 
-    b->n_groups = 0;
+    b->n_units = 0;
     for (uint32_t i = 0; i < b->count; i++) {
-        uint64_t key = ev_at(p, b, i)->key;
+        uint64_t key = b->ev[i].key;
         uint32_t h = (uint32_t)((key * 0x9E3779B97F4A7C15ULL) >> 32) & (tsize - 1);
-        while (tab[h] && b->groups[tab[h] - 1].key != key) h = (h + 1) & (tsize - 1);
+        while (tab[h] && b->units[tab[h] - 1].key != key) h = (h + 1) & (tsize - 1);
         if (!tab[h]) {
-            struct sr_group *g = &b->groups[b->n_groups];
-            memset(g, 0, sizeof(*g));
-            g->key = key;
-            tab[h] = ++b->n_groups;
+            struct sr_unit *u = &b->units[b->n_units];
+            memset(u, 0, sizeof(*u));
+            u->key = key;
+            u->not_before_ms = now_ms;
+            tab[h] = ++b->n_units;
         }
         gid[i] = tab[h] - 1;
-        b->groups[gid[i]].n++;
+        b->units[gid[i]].n++;
     }
-    cur = tab; /* reuse: running offsets per group */
-    for (uint32_t g = 0, off = 0; g < b->n_groups; g++) {
-        b->groups[g].off = off;
+    cur = tab; /* reuse: running offsets per unit */
+    for (uint32_t g = 0, off = 0; g < b->n_units; g++) {
+        b->units[g].off = off;
         cur[g] = off;
-        off += b->groups[g].n;
+        off += b->units[g].n;
     }
     for (uint32_t i = 0; i < b->count; i++) b->order[cur[gid[i]]++] = i;
     rc = 0;
@@ -145,11 +160,10 @@ static void add_wrapped(grpc_slice_buffer *sb, const struct sr_event *e, bool wr
     add_ref(sb, e->body);
 }
 
-static void add_group_wrapped(grpc_slice_buffer *sb, struct sr_pipe_rt *p, struct sr_batch *b,
-                              const struct sr_group *g)
+static void add_unit_wrapped(grpc_slice_buffer *sb, struct sr_pipe_rt *p, struct sr_batch *b,
+                             const struct sr_unit *u)
 {
-    for (uint32_t k = 0; k < g->n; k++)
-        add_wrapped(sb, ev_at(p, b, b->order[g->off + k]), p->plan->wrap);
+    for (uint32_t k = 0; k < u->n; k++) add_wrapped(sb, ev_of(b, u, k), p->plan->wrap);
 }
 
 /* Builds the call's next message (messages are sent in order, one at a time). */
@@ -162,25 +176,25 @@ static grpc_byte_buffer *build_message(struct sr_ucall *uc)
 
     switch (p->plan->unit) {
     case SR_UNIT_EVENT: {
-        struct sr_group *g = &b->groups[uc->gl[uc->cur_g]];
-        struct sr_event *e = ev_at(p, b, b->order[g->off + uc->cur_e]);
+        struct sr_unit *u = &b->units[uc->ul[uc->cur_u]];
+        struct sr_event *e = ev_of(b, u, uc->cur_e);
         add_ref(sb, e->prefix);
         add_ref(sb, e->body);
-        if (++uc->cur_e == g->n) {
-            uc->cur_g++;
+        if (++uc->cur_e == u->n) {
+            uc->cur_u++;
             uc->cur_e = 0;
         }
         break;
     }
     case SR_UNIT_GROUP:
-        add_group_wrapped(sb, p, b, &b->groups[uc->gl[uc->next_msg]]);
+        add_unit_wrapped(sb, p, b, &b->units[uc->ul[uc->next_msg]]);
         break;
     case SR_UNIT_CALL:
-        for (uint32_t k = 0; k < uc->n_gl; k++) add_group_wrapped(sb, p, b, &b->groups[uc->gl[k]]);
+        for (uint32_t k = 0; k < uc->n_ul; k++) add_unit_wrapped(sb, p, b, &b->units[uc->ul[k]]);
         break;
     case SR_UNIT_LAST: {
-        struct sr_group *g = &b->groups[uc->gl[uc->next_msg]];
-        struct sr_event *e = ev_at(p, b, b->order[g->off + g->n - 1]);
+        struct sr_unit *u = &b->units[uc->ul[uc->next_msg]];
+        struct sr_event *e = ev_of(b, u, u->n - 1);
         add_ref(sb, e->prefix);
         add_ref(sb, e->body);
         break;
@@ -225,8 +239,6 @@ static bool send_next(struct sr_ucall *uc, bool first)
     return true;
 }
 
-static void batch_done(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b);
-
 static void free_ucall(struct sr_worker *w, struct sr_ucall *uc)
 {
     if (uc->call) {
@@ -237,6 +249,7 @@ static void free_ucall(struct sr_worker *w, struct sr_ucall *uc)
         if (uc->next) uc->next->prev = uc->prev;
         grpc_call_unref(uc->call);
         atomic_fetch_sub_explicit(&uc->node->inflight, 1, memory_order_relaxed);
+        if (uc->pipe->node_calls[uc->node->index]) uc->pipe->node_calls[uc->node->index]--;
         w->live_ucalls--;
     }
     if (uc->sbuf) grpc_byte_buffer_destroy(uc->sbuf);
@@ -245,14 +258,27 @@ static void free_ucall(struct sr_worker *w, struct sr_ucall *uc)
     grpc_metadata_array_destroy(&uc->trail_md);
     grpc_slice_unref(uc->details);
     if (uc->error_string) gpr_free((void *)uc->error_string);
-    if (uc->gl != &uc->g1) free(uc->gl);
+    if (uc->ul != &uc->u1) free(uc->ul);
     free(uc);
 }
 
-/* Starts one upstream call to `node` carrying the groups gl[0..n) (takes gl
- * unless it is a single group). On failure to start, marks the attempt failed. */
+/* Puts the units ul[0..n) back to PENDING after a failure on `node` (NULL:
+ * none was reached), to be re-sent after not_before. */
+static void units_pending(struct sr_batch *b, const uint32_t *ul, uint32_t n,
+                          const struct sr_node *node, int64_t not_before)
+{
+    for (uint32_t k = 0; k < n; k++) {
+        struct sr_unit *u = &b->units[ul[k]];
+        u->state = SR_UNIT_PENDING;
+        u->not_before_ms = not_before;
+        if (node) u->tried |= sr_node_bit(node);
+    }
+}
+
+/* Starts one upstream call to `node` carrying the units ul[0..n) (takes ul
+ * unless n == 1). On failure to start, the units go back to PENDING. */
 static void start_call(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b,
-                       struct sr_node *node, uint32_t *gl, uint32_t n_gl)
+                       struct sr_node *node, uint32_t *ul, uint32_t n_ul)
 {
     struct sr_ucall *uc = calloc(1, sizeof(*uc));
     const struct sr_config *cfg = w->rt->cfg;
@@ -261,34 +287,40 @@ static void start_call(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batc
     grpc_op ops[3];
 
     if (!uc) {
-        if (n_gl > 1) free(gl);
-        b->failed_status = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        units_pending(b, ul, n_ul, NULL, w->now_ms + 100);
+        if (n_ul > 1) free(ul);
         return;
     }
     uc->t_send.fn = on_send;
     uc->t_recv.fn = on_recv;
     uc->start_us = sr_now_us();
+    uc->start_ms = w->now_ms;
     uc->pipe = p;
     uc->batch = b;
     uc->node = node;
     uc->details = grpc_empty_slice();
     grpc_metadata_array_init(&uc->init_md);
     grpc_metadata_array_init(&uc->trail_md);
-    if (n_gl == 1) {
-        uc->g1 = gl[0];
-        uc->gl = &uc->g1;
+    if (n_ul == 1) {
+        uc->u1 = ul[0];
+        uc->ul = &uc->u1;
     } else {
-        uc->gl = gl;
+        uc->ul = ul;
     }
-    uc->n_gl = n_gl;
-    for (uint32_t k = 0; k < n_gl; k++) uc->events += b->groups[uc->gl[k]].n;
+    uc->n_ul = n_ul;
+    for (uint32_t k = 0; k < n_ul; k++) {
+        struct sr_unit *u = &b->units[uc->ul[k]];
+        uc->events += u->n;
+        u->state = SR_UNIT_SENDING;
+        u->node = node;
+    }
     switch (p->plan->unit) {
     case SR_UNIT_EVENT:
         uc->n_msgs = uc->events;
         break;
     case SR_UNIT_GROUP:
     case SR_UNIT_LAST:
-        uc->n_msgs = n_gl;
+        uc->n_msgs = n_ul;
         break;
     case SR_UNIT_CALL:
         uc->n_msgs = 1;
@@ -311,152 +343,291 @@ static void start_call(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batc
         SR_LOG_RL(SR_LOG_ERROR, "sender", "cannot start upstream call to %s", node->address);
         if (uc->call) grpc_call_unref(uc->call);
         uc->call = NULL;
+        units_pending(b, uc->ul, uc->n_ul, node, w->now_ms + 100);
         free_ucall(w, uc);
-        b->failed_status = GRPC_STATUS_UNAVAILABLE;
         return;
     }
     atomic_fetch_add_explicit(&node->inflight, 1, memory_order_relaxed);
+    p->node_calls[node->index]++;
     uc->next = w->ucalls;
     uc->prev = NULL;
     if (uc->next) uc->next->prev = uc;
     w->ucalls = uc;
     b->calls_pending++;
+    b->sends++;
     w->live_ucalls++;
     SR_CNT_ADD(w->ctr.pipe[p->id].upstream_calls, 1);
-    if (!send_next(uc, true)) uc->send_done = true; /* the recv batch reports the status */
+    if (!send_next(uc, true)) {
+        uc->send_done = true; /* the recv batch reports the status */
+        uc->send_failed = true;
+    }
 }
 
-static struct sr_node *pick(struct sr_pipe_rt *p, struct sr_batch *b, uint64_t key, int64_t now,
-                            int64_t *retry_at)
+/* upstream.max_inflight_per_node for this pipe: 0 = auto (every slot with one
+ * node present, else all but one, so one node can never hold every slot). */
+static uint32_t node_cap(const struct sr_worker *w, const struct sr_pipe_rt *p)
 {
-    struct sr_node *node = p->balancer->type->pick(p->balancer, key, b->tried, now, retry_at);
-    if (!node && b->tried) /* every untried candidate is down: try the others again */
-        node = p->balancer->type->pick(p->balancer, key, 0, now, retry_at);
+    uint32_t cap = w->rt->cfg->upstream.max_inflight_per_node;
+    uint32_t slots = p->cfg->sender.max_inflight;
+    if (cap) return cap;
+    if (atomic_load_explicit(&w->rt->up.present, memory_order_relaxed) <= 1) return slots;
+    return slots > 1 ? slots - 1 : 1;
+}
+
+/* Nodes at their in-flight cap for this pipe (*full), and those of them
+ * whose oldest call of this pipe is older than a quarter of stall_timeout
+ * (*slow): a full node is waited for (its calls are answered at the usual
+ * pace; skipping it would skew the balance), a slow one is skipped. */
+static void cap_masks(const struct sr_worker *w, const struct sr_pipe_rt *p, uint64_t *full,
+                      uint64_t *slow)
+{
+    const struct sr_upstream *up = &w->rt->up;
+    size_t n = atomic_load_explicit(&up->n_nodes, memory_order_acquire);
+    uint32_t cap = node_cap(w, p), stall = w->rt->cfg->upstream.stall_timeout_ms;
+    int64_t old = w->now_ms - (stall ? stall : w->rt->cfg->upstream.call_timeout_ms) / 4;
+
+    *full = *slow = 0;
+    for (size_t i = 0; i < n; i++)
+        if (p->node_calls[i] >= cap) *full |= sr_node_bit(&up->nodes[i]);
+    if (!*full) return;
+    for (const struct sr_ucall *uc = w->ucalls; uc; uc = uc->next)
+        if (uc->pipe == p && !uc->recv_done && uc->start_ms <= old &&
+            (*full & sr_node_bit(uc->node)))
+            *slow |= sr_node_bit(uc->node);
+}
+
+/* Picks a node for unit u. NULL when none is up (*retry_at: when one comes
+ * back) or the one chosen is at its in-flight cap (*cap_wait set). */
+static struct sr_node *pick(struct sr_pipe_rt *p, const struct sr_unit *u, bool keyed,
+                            uint64_t full, uint64_t slow, int64_t now, int64_t *retry_at,
+                            bool *cap_wait)
+{
+    uint64_t key = keyed ? u->key : 0, skip = keyed ? 0 : slow;
+    struct sr_node *node = p->balancer->type->pick(p->balancer, key, u->tried | skip, now, retry_at);
+    if (!node && u->tried) /* every untried candidate is down: try the others again */
+        node = p->balancer->type->pick(p->balancer, key, skip, now, retry_at);
+    if (node && (full & sr_node_bit(node))) {
+        *cap_wait = true;
+        return NULL;
+    }
     return node;
 }
 
-static void wait_for_node(struct sr_worker *w, struct sr_batch *b, int64_t retry_at)
+static void write_dead_letter(struct sr_worker *w, struct sr_pipe_rt *p, const struct sr_event *e,
+                              char *path, size_t path_len)
 {
-    b->state = SR_BATCH_WAIT;
-    b->not_before_ms = retry_at == INT64_MAX ? w->now_ms + 100 : retry_at;
-    if (b->not_before_ms <= w->now_ms) b->not_before_ms = w->now_ms + 1;
-}
+    const char *dir = w->rt->cfg->queue.dead_letter_dir;
+    struct timespec ts;
+    int fd;
+    bool ok = true;
 
-/* Starts (or restarts) an attempt of batch b: chooses a node for every group
- * not yet delivered, then one call per node (or per group). */
-static void attempt(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b)
-{
-    bool keyed = p->cfg->routing.policy == SR_ROUTE_FIXED;
-    int64_t retry_at = INT64_MAX;
-
-    if (b->attempts == 0 && build_groups(p, b, p->plan->group_by_key || keyed) != 0) {
-        SR_LOG_RL(SR_LOG_ERROR, "sender", "out of memory grouping a batch; will retry");
-        wait_for_node(w, b, w->now_ms + 100);
+    path[0] = '\0';
+    if (!dir || !dir[0]) return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(path, path_len, "%s/%s-%lld%03ld-w%u-%llu.pb", dir, sr_pipe_name(p->id),
+             (long long)ts.tv_sec, ts.tv_nsec / 1000000, w->id,
+             (unsigned long long)++w->dead_letters);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        SR_LOG_RL(SR_LOG_ERROR, "sender", "dead letter %s: %s", path, strerror(errno));
+        path[0] = '\0';
         return;
     }
-    if (keyed) {
-        for (uint32_t g = 0; g < b->n_groups; g++) {
-            struct sr_group *gr = &b->groups[g];
-            if (gr->done) continue;
-            gr->node = pick(p, b, gr->key, w->now_ms, &retry_at);
-            if (!gr->node) {
-                wait_for_node(w, b, retry_at);
-                return;
+    /* the event as it would be sent upstream: context prefix + message */
+    for (int i = 0; i < 2 && ok; i++) {
+        grpc_slice s = i == 0 ? e->prefix : e->body;
+        const uint8_t *b = GRPC_SLICE_START_PTR(s);
+        size_t n = GRPC_SLICE_LENGTH(s);
+        while (n > 0) {
+            ssize_t r = write(fd, b, n);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) {
+                ok = false;
+                break;
             }
+            b += r;
+            n -= (size_t)r;
         }
-    } else {
-        struct sr_node *node = pick(p, b, 0, w->now_ms, &retry_at);
-        if (!node) {
-            wait_for_node(w, b, retry_at);
-            return;
-        }
-        for (uint32_t g = 0; g < b->n_groups; g++) b->groups[g].node = node;
     }
-    if (b->attempts > 0) {
-        uint32_t left = 0;
-        for (uint32_t g = 0; g < b->n_groups; g++)
-            if (!b->groups[g].done) left += b->groups[g].n;
-        SR_CNT_ADD(w->ctr.pipe[p->id].retried_batches, 1);
-        SR_CNT_ADD(w->ctr.pipe[p->id].retried_events, left);
+    if (close(fd) != 0) ok = false;
+    if (!ok) {
+        SR_LOG_RL(SR_LOG_ERROR, "sender", "dead letter %s: write failed: %s", path, strerror(errno));
+        unlink(path);
+        path[0] = '\0';
     }
-    b->attempts++;
-    b->state = SR_BATCH_SENDING;
-    b->failed_status = 0;
-    b->calls_pending = 0;
-    for (uint32_t g = 0; g < b->n_groups; g++) b->groups[g].assigned = b->groups[g].done;
-
-    for (uint32_t g = 0; g < b->n_groups; g++) {
-        struct sr_group *gr = &b->groups[g];
-        uint32_t n = 0, *gl;
-        if (gr->assigned) continue;
-        if (p->plan->call_per_group) {
-            gr->assigned = 1;
-            start_call(w, p, b, gr->node, &g, 1);
-            continue;
-        }
-        /* every remaining group bound for the same node goes into one call */
-        for (uint32_t h = g; h < b->n_groups; h++)
-            if (!b->groups[h].assigned && b->groups[h].node == gr->node) n++;
-        gl = n > 1 ? malloc(sizeof(*gl) * n) : NULL;
-        if (n > 1 && !gl) {
-            b->failed_status = GRPC_STATUS_RESOURCE_EXHAUSTED;
-            break;
-        }
-        if (n == 1) {
-            gr->assigned = 1;
-            start_call(w, p, b, gr->node, &g, 1);
-            continue;
-        }
-        n = 0;
-        for (uint32_t h = g; h < b->n_groups; h++)
-            if (!b->groups[h].assigned && b->groups[h].node == gr->node) {
-                b->groups[h].assigned = 1;
-                gl[n++] = h;
-            }
-        start_call(w, p, b, gr->node, gl, n);
-    }
-    if (b->calls_pending == 0) batch_done(w, p, b); /* nothing could start */
 }
 
-static uint32_t undelivered(const struct sr_batch *b)
+static void drop_unit(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b,
+                      struct sr_unit *u, enum sr_drop_reason reason, int status)
 {
-    uint32_t left = 0;
-    if (b->n_groups == 0) return b->count;
-    for (uint32_t g = 0; g < b->n_groups; g++)
-        if (!b->groups[g].done) left += b->groups[g].n;
-    return left;
-}
-
-static void drop_batch(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b,
-                       enum sr_drop_reason reason)
-{
-    uint32_t left = undelivered(b);
-    SR_CNT_ADD(w->ctr.pipe[p->id].dropped_events[reason], left);
+    u->state = SR_UNIT_DROPPED;
+    SR_CNT_ADD(w->ctr.pipe[p->id].dropped_events[reason], u->n);
+    if (reason == SR_DROP_POISON) {
+        const struct sr_event *e = ev_of(b, u, 0);
+        char path[512], hex[3 * 32 + 1];
+        size_t k = 0, np = GRPC_SLICE_LENGTH(e->prefix);
+        for (uint32_t i = 0; i < e->bytes && i < 32; i++) {
+            uint8_t c = i < np ? GRPC_SLICE_START_PTR(e->prefix)[i]
+                               : GRPC_SLICE_START_PTR(e->body)[i - np];
+            k += (size_t)snprintf(hex + k, sizeof(hex) - k, "%02x", c);
+        }
+        hex[k] = '\0';
+        write_dead_letter(w, p, e, path, sizeof path);
+        SR_LOG_RL(SR_LOG_ERROR, "sender",
+                  "pipe %s: poison event dropped: %s refused it on two nodes (last status %d); "
+                  "%u bytes, first bytes %s%s%s",
+                  sr_pipe_name(p->id), p->plan->method, status, e->bytes, hex,
+                  path[0] ? "; written to " : "", path);
+        return;
+    }
     SR_LOG_RL(SR_LOG_ERROR, "sender", "pipe %s: dropped %u events: %s (last status %d)",
-              sr_pipe_name(p->id), left, sr_drop_reason_name(reason), b->failed_status);
+              sr_pipe_name(p->id), u->n, sr_drop_reason_name(reason), status);
+}
+
+/* Releases b when every unit is delivered or dropped. */
+static void batch_check(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b)
+{
+    bool any_done = false;
+    if (b->calls_pending) return;
+    for (uint32_t i = 0; i < b->n_units; i++) {
+        uint8_t st = b->units[i].state;
+        if (st == SR_UNIT_PENDING || st == SR_UNIT_SENDING) return;
+        if (st == SR_UNIT_DONE) any_done = true;
+    }
+    if (b->n_units == 0) return; /* never grouped: waiting for memory */
+    if (any_done) SR_CNT_ADD(w->ctr.pipe[p->id].sent_batches, 1);
     p->dirty = true;
     if (sr_partition_complete(&p->part, b)) sr_worker_room(w, p);
 }
 
-/* Every call of an attempt ended. */
-static void batch_done(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b)
+/* Starts the sends of b whose time has come: chooses a node per pending
+ * unit, then one call per node (or per unit: call-per-group plans and
+ * suspect units, which must fail or pass alone). */
+static void attempt(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b)
 {
-    p->dirty = true; /* a slot may be free, or a retry is due */
-    if (undelivered(b) == 0) {
-        SR_CNT_ADD(w->ctr.pipe[p->id].sent_batches, 1);
-        if (sr_partition_complete(&p->part, b)) sr_worker_room(w, p);
+    bool keyed = p->key_routing;
+    uint64_t full, slow;
+    struct sr_node *shared = NULL;
+    uint32_t retried = 0;
+    bool any = false;
+
+    if (b->n_units == 0 && build_units(b, p->plan->group_by_key || keyed, w->now_ms) != 0) {
+        SR_LOG_RL(SR_LOG_ERROR, "sender", "out of memory grouping a batch; will retry");
         return;
     }
-    if (b->failed_status == 0) b->failed_status = GRPC_STATUS_UNKNOWN;
-    if (atomic_load(&w->rt->force_stop)) {
-        drop_batch(w, p, b, SR_DROP_SHUTDOWN);
-    } else if (!retryable((grpc_status_code)b->failed_status)) {
-        drop_batch(w, p, b, SR_DROP_UPSTREAM_REJECTED);
-    } else if (w->now_ms - b->first_attempt_ms >= (int64_t)w->rt->cfg->upstream.retry_max_ms) {
-        drop_batch(w, p, b, SR_DROP_RETRY_EXHAUSTED);
+    cap_masks(w, p, &full, &slow);
+    for (uint32_t i = 0; i < b->n_units; i++) {
+        struct sr_unit *u = &b->units[i];
+        int64_t retry_at = INT64_MAX;
+        bool cap_wait = false;
+        struct sr_node *node;
+
+        u->assigned = 1;
+        if (u->state != SR_UNIT_PENDING || u->not_before_ms > w->now_ms) continue;
+        if (!keyed && !u->suspect && shared && !(u->tried & sr_node_bit(shared)))
+            node = shared;
+        else
+            node = pick(p, u, keyed, full, slow, w->now_ms, &retry_at, &cap_wait);
+        if (!node) {
+            /* no node now: when one comes back, or when a call of this pipe ends */
+            u->not_before_ms = cap_wait ? w->now_ms + 50
+                               : retry_at == INT64_MAX ? w->now_ms + 100
+                                                       : retry_at;
+            if (u->not_before_ms <= w->now_ms) u->not_before_ms = w->now_ms + 1;
+            if (cap_wait) p->cap_wait = true;
+            continue;
+        }
+        if (!keyed && !u->suspect) shared = node;
+        u->node = node;
+        u->assigned = 0;
+        any = true;
+        if (u->tried || u->content_fails || u->suspect) retried += u->n;
+    }
+    if (!any) return;
+    if (retried) {
+        SR_CNT_ADD(w->ctr.pipe[p->id].retried_batches, 1);
+        SR_CNT_ADD(w->ctr.pipe[p->id].retried_events, retried);
+    }
+    for (uint32_t g = 0; g < b->n_units; g++) {
+        struct sr_unit *u = &b->units[g];
+        uint32_t n = 0, *ul;
+        if (u->assigned) continue;
+        if (p->plan->call_per_group || u->suspect) {
+            u->assigned = 1;
+            start_call(w, p, b, u->node, &g, 1);
+            continue;
+        }
+        /* every chosen unit bound for the same node goes into one call */
+        for (uint32_t h = g; h < b->n_units; h++)
+            if (!b->units[h].assigned && !b->units[h].suspect && b->units[h].node == u->node) n++;
+        if (n == 1) {
+            u->assigned = 1;
+            start_call(w, p, b, u->node, &g, 1);
+            continue;
+        }
+        ul = malloc(sizeof(*ul) * n);
+        if (!ul) {
+            u->assigned = 1;
+            start_call(w, p, b, u->node, &g, 1); /* one by one, then */
+            continue;
+        }
+        n = 0;
+        for (uint32_t h = g; h < b->n_units; h++)
+            if (!b->units[h].assigned && !b->units[h].suspect && b->units[h].node == u->node) {
+                b->units[h].assigned = 1;
+                ul[n++] = h;
+            }
+        start_call(w, p, b, u->node, ul, n);
+    }
+    batch_check(w, p, b);
+}
+
+/* Splits unit u of b in halves, both suspect: each is sent alone. */
+static void split_unit(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b, uint32_t ui)
+{
+    struct sr_unit *u = &b->units[ui], *v;
+    uint32_t half = u->n / 2;
+
+    if (b->n_units >= b->units_cap) { /* cannot happen: 2 * count units at most */
+        u->suspect = 1;
+        u->state = SR_UNIT_PENDING;
+        u->not_before_ms = w->now_ms;
+        return;
+    }
+    v = &b->units[b->n_units++];
+    *v = *u;
+    u->n = half;
+    v->off = u->off + half;
+    v->n -= half;
+    for (struct sr_unit *x = u; x; x = x == u ? v : NULL) {
+        x->state = SR_UNIT_PENDING;
+        x->suspect = 1;
+        x->content_fails = 0;
+        x->tried = 0;
+        x->not_before_ms = w->now_ms;
+        x->node = NULL;
+    }
+    SR_CNT_ADD(w->ctr.pipe[p->id].split_batches, 1);
+}
+
+/* A content refusal of unit ui by `node`: retry once elsewhere, then split;
+ * a single event refused twice is poison. */
+static void content_refused(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b,
+                            uint32_t ui, const struct sr_node *node, int status)
+{
+    struct sr_unit *u = &b->units[ui];
+    u->content_fails++;
+    u->tried |= sr_node_bit(node);
+    if (u->suspect && u->n > 1) {
+        split_unit(w, p, b, ui);
+    } else if (u->content_fails >= 2) {
+        if (u->n > 1)
+            split_unit(w, p, b, ui);
+        else
+            drop_unit(w, p, b, u, SR_DROP_POISON, status);
     } else {
-        b->state = SR_BATCH_WAIT; /* re-sent to the next candidate by sr_sender_service */
-        b->not_before_ms = w->now_ms;
+        u->state = SR_UNIT_PENDING;
+        u->not_before_ms = w->now_ms;
     }
 }
 
@@ -464,37 +635,85 @@ static void ucall_maybe_done(struct sr_worker *w, struct sr_ucall *uc)
 {
     struct sr_pipe_rt *p = uc->pipe;
     struct sr_batch *b = uc->batch;
-    bool ok;
+    struct sr_node *node = uc->node;
+    int status = uc->status;
+    enum sr_status_class cls;
+    bool stopping = atomic_load_explicit(&w->rt->force_stop, memory_order_relaxed);
+    int64_t now_us;
 
     if (!uc->send_done || !uc->recv_done) return;
-    ok = uc->status == GRPC_STATUS_OK;
-    sr_latency_observe(&w->ctr.upstream_latency[p->id], (uint64_t)(sr_now_us() - uc->start_us));
-    if (ok) {
-        SR_CNT_ADD(w->ctr.pipe[p->id].sent_events, uc->events);
-        atomic_fetch_add_explicit(&uc->node->sent_events, uc->events, memory_order_relaxed);
-        atomic_fetch_add_explicit(&uc->node->sent_batches, 1, memory_order_relaxed);
-        for (uint32_t k = 0; k < uc->n_gl; k++) b->groups[uc->gl[k]].done = 1;
-    } else {
+    /* OK before every message was written: the node did not get them all */
+    if (status == GRPC_STATUS_OK && uc->send_failed) status = GRPC_STATUS_UNAVAILABLE;
+    cls = sr_status_class(status);
+    now_us = sr_now_us();
+    sr_latency_observe(&w->ctr.upstream_latency[p->id], (uint64_t)(now_us - uc->start_us));
+    if (!uc->hedged) sr_node_observe_latency(node, (uint64_t)(now_us - uc->start_us), now_us);
+    if (cls != SR_SC_OK) {
         char *d = grpc_slice_to_c_string(uc->details);
         SR_CNT_ADD(w->ctr.pipe[p->id].upstream_failed, 1);
-        atomic_fetch_add_explicit(&uc->node->failed_calls, 1, memory_order_relaxed);
-        SR_LOG_RL(SR_LOG_WARN, "sender", "pipe %s: upstream call to %s failed: status %d %s",
-                  sr_pipe_name(p->id), uc->node->address, uc->status, d ? d : "");
+        atomic_fetch_add_explicit(&node->failed_calls, 1, memory_order_relaxed);
+        if (!uc->hedged)
+            SR_LOG_RL(SR_LOG_WARN, "sender", "pipe %s: upstream call to %s failed: status %d %s",
+                      sr_pipe_name(p->id), node->address, status, d ? d : "");
         gpr_free(d);
-        if (b->failed_status == 0 || retryable((grpc_status_code)b->failed_status))
-            b->failed_status = uc->status; /* a non-retryable status wins */
-        /* the retry goes to the next candidate: the groups of this call skip this node
-         * (nodes that took their groups fine stay candidates for the others) */
-        b->tried |= sr_node_bit(uc->node);
+        b->last_status = status;
     }
-    /* Only transport-level trouble says something about the node's health. */
-    if (ok || (retryable(uc->status) && !atomic_load(&w->rt->force_stop))) {
-        sr_node_report(&w->rt->up, uc->node, ok, w->now_ms, &w->rng);
-        sr_balancer_report(p->balancer, uc->node, ok);
+    switch (cls) {
+    case SR_SC_OK:
+        SR_CNT_ADD(w->ctr.pipe[p->id].sent_events, uc->events);
+        atomic_fetch_add_explicit(&node->sent_events, uc->events, memory_order_relaxed);
+        atomic_fetch_add_explicit(&node->sent_batches, 1, memory_order_relaxed);
+        for (uint32_t k = 0; k < uc->n_ul; k++) b->units[uc->ul[k]].state = SR_UNIT_DONE;
+        sr_node_report(&w->rt->up, node, true, w->now_ms, &w->rng);
+        sr_balancer_report(p->balancer, node, true);
+        break;
+    case SR_SC_TRANSPORT:
+        if (!uc->hedged && !stopping) {
+            sr_node_report(&w->rt->up, node, false, w->now_ms, &w->rng);
+            sr_balancer_report(p->balancer, node, false);
+        }
+        units_pending(b, uc->ul, uc->n_ul, node, w->now_ms);
+        for (uint32_t k = 0; k < uc->n_ul; k++) {
+            struct sr_unit *u = &b->units[uc->ul[k]];
+            if (stopping)
+                drop_unit(w, p, b, u, SR_DROP_SHUTDOWN, status);
+            else if (w->now_ms - b->first_attempt_ms >= (int64_t)w->rt->cfg->upstream.retry_max_ms)
+                drop_unit(w, p, b, u, SR_DROP_RETRY_EXHAUSTED, status);
+        }
+        break;
+    case SR_SC_CONTENT:
+        /* the node answered: it is alive; the batch is what it refused */
+        SR_CNT_ADD(w->ctr.pipe[p->id].content_failed_calls, 1);
+        atomic_fetch_add_explicit(&node->poison_events, uc->events, memory_order_relaxed);
+        sr_node_report(&w->rt->up, node, true, w->now_ms, &w->rng);
+        for (uint32_t k = 0; k < uc->n_ul; k++) {
+            if (stopping)
+                drop_unit(w, p, b, &b->units[uc->ul[k]], SR_DROP_SHUTDOWN, status);
+            else
+                content_refused(w, p, b, uc->ul[k], node, status);
+        }
+        break;
+    case SR_SC_REJECT:
+        for (uint32_t k = 0; k < uc->n_ul; k++)
+            drop_unit(w, p, b, &b->units[uc->ul[k]], SR_DROP_UPSTREAM_REJECTED, status);
+        break;
     }
     b->calls_pending--;
     free_ucall(w, uc);
-    if (b->calls_pending == 0) batch_done(w, p, b);
+    p->dirty = true; /* a slot or a node's capacity may be free, a retry may be due */
+    if (p->cap_wait) {
+        /* units waiting for a node's capacity may go now */
+        p->cap_wait = false;
+        for (uint32_t i = 0; i < p->part.n_slots; i++) {
+            struct sr_batch *x = &p->part.batches[i];
+            if (!x->used) continue;
+            for (uint32_t k = 0; k < x->n_units; k++)
+                if (x->units[k].state == SR_UNIT_PENDING && x->units[k].not_before_ms > w->now_ms &&
+                    x->units[k].not_before_ms <= w->now_ms + 50)
+                    x->units[k].not_before_ms = w->now_ms;
+        }
+    }
+    batch_check(w, p, b);
 }
 
 static void on_send(struct sr_worker *w, struct sr_tag *t, bool ok)
@@ -502,8 +721,10 @@ static void on_send(struct sr_worker *w, struct sr_tag *t, bool ok)
     struct sr_ucall *uc = UCALL_OF(t, t_send);
     grpc_byte_buffer_destroy(uc->sbuf);
     uc->sbuf = NULL;
+    if (!ok) uc->send_failed = true;
     if (ok && ++uc->next_msg < uc->n_msgs) {
         if (send_next(uc, false)) return;
+        uc->send_failed = true;
     }
     uc->send_done = true;
     ucall_maybe_done(w, uc);
@@ -524,31 +745,101 @@ int64_t sr_sender_service(struct sr_worker *w, struct sr_pipe_rt *p, int64_t now
     int64_t wake = INT64_MAX, due;
     uint32_t n;
 
-    for (uint32_t i = 0; i < p->part.slot_count; i++) {
-        struct sr_batch *b = sr_partition_batch(&p->part, i);
-        if (b->state != SR_BATCH_WAIT) continue;
-        if (b->not_before_ms <= now_ms)
-            attempt(w, p, b);
-        if (b->state == SR_BATCH_WAIT && b->not_before_ms < wake) wake = b->not_before_ms;
+    for (uint32_t i = 0; i < p->part.n_slots; i++) {
+        struct sr_batch *b = &p->part.batches[i];
+        bool due_now = b->used && b->n_units == 0;
+        if (!b->used) continue;
+        for (uint32_t k = 0; k < b->n_units && !due_now; k++)
+            if (b->units[k].state == SR_UNIT_PENDING && b->units[k].not_before_ms <= now_ms)
+                due_now = true;
+        if (due_now) attempt(w, p, b);
+        if (!b->used) continue;
+        if (b->n_units == 0 && now_ms + 100 < wake) wake = now_ms + 100;
+        for (uint32_t k = 0; k < b->n_units; k++)
+            if (b->units[k].state == SR_UNIT_PENDING && b->units[k].not_before_ms < wake)
+                wake = b->units[k].not_before_ms;
     }
     while ((n = sr_partition_ready(&p->part, sc->max_batch_events, sc->max_batch_bytes,
                                    sc->linger_ms, flush, now_ms, &due)) > 0) {
         struct sr_batch *b = sr_partition_cut(&p->part, n, now_ms);
+        if (!b) {
+            SR_LOG_RL(SR_LOG_ERROR, "sender", "out of memory cutting a batch; will retry");
+            due = now_ms + 100;
+            break;
+        }
         attempt(w, p, b);
-        if (b->state == SR_BATCH_WAIT && b->not_before_ms < wake) wake = b->not_before_ms;
+        if (!b->used) continue;
+        if (b->n_units == 0 && now_ms + 100 < wake) wake = now_ms + 100;
+        for (uint32_t k = 0; k < b->n_units; k++)
+            if (b->units[k].state == SR_UNIT_PENDING && b->units[k].not_before_ms < wake)
+                wake = b->units[k].not_before_ms;
     }
     return due < wake ? due : wake;
+}
+
+/* Cancels uc and lets its units go elsewhere: its node stalled. */
+static void hedge(struct sr_worker *w, struct sr_ucall *uc)
+{
+    uc->hedged = true;
+    SR_CNT_ADD(w->ctr.pipe[uc->pipe->id].hedged_events, uc->events);
+    atomic_fetch_add_explicit(&uc->node->hedged_events, uc->events, memory_order_relaxed);
+    grpc_call_cancel(uc->call, NULL);
+}
+
+int64_t sr_sender_check_stalls(struct sr_worker *w, int64_t now_ms)
+{
+    uint32_t stall = w->rt->cfg->upstream.stall_timeout_ms;
+    int64_t next = INT64_MAX;
+
+    if (stall == 0) return INT64_MAX;
+    /* 1. a call unanswered for stall_timeout marks its node stalled */
+    for (struct sr_ucall *uc = w->ucalls; uc; uc = uc->next) {
+        struct sr_node *n = uc->node;
+        if (uc->hedged || uc->recv_done) continue;
+        if (now_ms - uc->start_ms < (int64_t)stall) {
+            if (uc->start_ms + stall < next) next = uc->start_ms + stall;
+            continue;
+        }
+        if (atomic_load_explicit(&n->stalled, memory_order_acquire) &&
+            uc->start_ms <= atomic_load_explicit(&n->stalled_at_ms, memory_order_relaxed))
+            continue; /* known; hedged below */
+        /* newly stalled, or stalled again after the backoff let a probe through */
+        atomic_store_explicit(&n->stalled_at_ms, now_ms, memory_order_relaxed);
+        atomic_store_explicit(&n->stalled, 1, memory_order_release);
+        atomic_fetch_add_explicit(&n->stalls, 1, memory_order_relaxed);
+        sr_node_report(&w->rt->up, n, false, now_ms, &w->rng);
+        SR_LOG_RL(SR_LOG_WARN, "sender",
+                  "node %s stalled: a call has been unanswered for %lld ms; its batches go to "
+                  "other nodes",
+                  n->address, (long long)(now_ms - uc->start_ms));
+    }
+    /* 2. every call still on a stalled node that started before the stall was
+     * seen goes elsewhere (later calls are the node's probes, judged by age) */
+    for (struct sr_ucall *uc = w->ucalls; uc; uc = uc->next) {
+        struct sr_node *n = uc->node;
+        if (uc->hedged || uc->recv_done) continue;
+        if (atomic_load_explicit(&n->stalled, memory_order_acquire) &&
+            uc->start_ms <= atomic_load_explicit(&n->stalled_at_ms, memory_order_relaxed))
+            hedge(w, uc);
+    }
+    return next;
 }
 
 void sr_sender_abandon(struct sr_worker *w, struct sr_pipe_rt *p, enum sr_drop_reason reason)
 {
     for (struct sr_ucall *uc = w->ucalls; uc; uc = uc->next)
         if (uc->pipe == p) grpc_call_cancel(uc->call, NULL);
-    for (uint32_t i = 0; i < p->part.slot_count; i++) {
-        struct sr_batch *b = sr_partition_batch(&p->part, i);
-        if (b->state == SR_BATCH_WAIT) {
-            drop_batch(w, p, b, reason);
-            i = (uint32_t)-1; /* complete() may have moved slot_head: rescan */
+    for (uint32_t i = 0; i < p->part.n_slots; i++) {
+        struct sr_batch *b = &p->part.batches[i];
+        if (!b->used) continue;
+        if (b->n_units == 0 && b->calls_pending == 0) {
+            SR_CNT_ADD(w->ctr.pipe[p->id].dropped_events[reason], b->count);
+            if (sr_partition_complete(&p->part, b)) sr_worker_room(w, p);
+            continue;
         }
+        for (uint32_t k = 0; k < b->n_units; k++)
+            if (b->units[k].state == SR_UNIT_PENDING)
+                drop_unit(w, p, b, &b->units[k], reason, b->last_status);
+        batch_check(w, p, b);
     }
 }

@@ -23,6 +23,7 @@
 #include "skyrelay/context.h"
 #include "skyrelay/log.h"
 #include "skyrelay/relay.h"
+#include "skyrelay/schema.h"
 #include "skyrelay/self_meter.h"
 #include "skyrelay/wire.h"
 #include "skyrelay/worker.h"
@@ -30,6 +31,7 @@
 #define HEALTH_CHECK "/grpc.health.v1.Health/Check"
 #define PENDING_REQUESTS 32 /* request_call kept outstanding per worker (grpc-core-notes 4g) */
 #define MAX_WAIT_MS 100     /* housekeeping period of the loop */
+#define STALL_CHECK_MS 100  /* look for stalled upstream calls at least this often */
 
 struct sr_dcall {
     struct sr_tag t_new, t_recv, t_send, t_close;
@@ -39,6 +41,7 @@ struct sr_dcall {
     grpc_byte_buffer *rbuf; /* RECV_MESSAGE target */
     grpc_byte_buffer *sbuf; /* response message */
     const struct sr_method *m;
+    const ProtobufCMessageDescriptor *schema; /* of the messages the client sends; NULL = none */
     struct sr_pipe_rt *pipe;
     struct sr_stream_ctx ctx;
     int refs;
@@ -52,7 +55,8 @@ struct sr_dcall {
     uint64_t held_key;
     uint32_t held_items;
     uint8_t held_flags;
-    size_t held_pos; /* SegmentCollection cursor */
+    size_t held_pos;     /* SegmentCollection cursor */
+    uint64_t held_charge; /* bytes of the held message charged to the worker's budget */
     int64_t wait_deadline;
     struct sr_dcall *wait_next;
 };
@@ -116,8 +120,15 @@ static void arm_request(struct sr_worker *w)
     w->pending_requests++;
 }
 
-static void drop_held(struct sr_dcall *dc)
+static void uncharge_held(struct sr_worker *w, struct sr_dcall *dc)
 {
+    if (dc->held_charge) sr_budget_release(&w->budget, dc->held_charge);
+    dc->held_charge = 0;
+}
+
+static void drop_held(struct sr_worker *w, struct sr_dcall *dc)
+{
+    uncharge_held(w, dc);
     grpc_slice_unref(dc->held_body);
     grpc_slice_unref(dc->held_prefix);
     dc->held_body = grpc_empty_slice();
@@ -128,7 +139,7 @@ static void drop_held(struct sr_dcall *dc)
 static void maybe_free(struct sr_worker *w, struct sr_dcall *dc)
 {
     if (dc->refs > 0) return;
-    drop_held(dc);
+    drop_held(w, dc);
     if (dc->rbuf) grpc_byte_buffer_destroy(dc->rbuf);
     if (dc->sbuf) grpc_byte_buffer_destroy(dc->sbuf);
     if (dc->call) grpc_call_unref(dc->call);
@@ -224,6 +235,9 @@ static void pause_call(struct sr_worker *w, struct sr_dcall *dc)
     struct sr_pipe_rt *p = dc->pipe;
     dc->paused = true;
     dc->wait_deadline = w->now_ms + p->cfg->queue.full_wait_ms;
+    /* the held message counts against the worker's budget while it waits */
+    dc->held_charge = GRPC_SLICE_LENGTH(dc->held_prefix) + GRPC_SLICE_LENGTH(dc->held_body);
+    sr_budget_charge(&w->budget, dc->held_charge);
     dc->wait_next = NULL;
     if (p->wait_tail)
         p->wait_tail->wait_next = dc;
@@ -252,6 +266,9 @@ static bool push_held(struct sr_worker *w, struct sr_dcall *dc)
 {
     struct sr_pipe_rt *p = dc->pipe;
     uint32_t bytes = (uint32_t)(GRPC_SLICE_LENGTH(dc->held_prefix) + GRPC_SLICE_LENGTH(dc->held_body));
+    /* waiters are served in order: a new message queues behind them, so a
+     * large message is never starved by smaller ones that happen to fit */
+    if (p->wait_head && !dc->paused) return false;
     if (sr_partition_push(&p->part, dc->held_prefix, dc->held_body, dc->held_key, dc->held_items,
                           dc->held_flags, w->now_ms) != 0)
         return false;
@@ -291,6 +308,7 @@ static bool push_collection(struct sr_worker *w, struct sr_dcall *dc)
     size_t n = GRPC_SLICE_LENGTH(dc->held_body), pos = dc->held_pos, at;
     struct sr_pb_field f;
 
+    if (p->wait_head && !dc->paused) return false; /* waiters first (see push_held) */
     for (;;) {
         at = pos;
         if (sr_pb_next(b, n, &pos, &f) != 1) break; /* validated before: only the end gets here */
@@ -307,21 +325,28 @@ static bool push_collection(struct sr_worker *w, struct sr_dcall *dc)
         SR_CNT_ADD(w->ctr.pipe[p->id].recv_bytes, f.val_len);
         p->dirty = true;
     }
-    drop_held(dc);
+    drop_held(w, dc);
     dc->held_pos = 0;
     return true;
 }
 
 static bool resume(struct sr_worker *w, struct sr_dcall *dc)
 {
-    if (dc->m->kind == SR_RK_SEGMENT_COLLECTION) return push_collection(w, dc);
-    return push_held(w, dc);
+    bool in;
+    uint64_t charge = dc->held_charge;
+    uncharge_held(w, dc); /* the push charges what goes into the queue */
+    in = dc->m->kind == SR_RK_SEGMENT_COLLECTION ? push_collection(w, dc) : push_held(w, dc);
+    if (!in) {
+        dc->held_charge = charge;
+        sr_budget_charge(&w->budget, charge);
+    }
+    return in;
 }
 
 static void invalid(struct sr_worker *w, struct sr_dcall *dc, const char *what)
 {
     SR_CNT_ADD(w->ctr.pipe[dc->pipe->id].invalid_calls, 1);
-    SR_LOG_RL(SR_LOG_WARN, "receiver", "%s: malformed %s, call failed with INVALID_ARGUMENT",
+    SR_LOG_RL(SR_LOG_WARN, "receiver", "%s: malformed message (%s), call failed with INVALID_ARGUMENT",
               dc->m->path, what);
     finish(dc, GRPC_STATUS_INVALID_ARGUMENT, "skyrelay: malformed protobuf message");
 }
@@ -331,8 +356,15 @@ static void process(struct sr_worker *w, struct sr_dcall *dc, grpc_slice body)
 {
     const uint8_t *b = GRPC_SLICE_START_PTR(body);
     size_t n = GRPC_SLICE_LENGTH(body);
+    const char *why = NULL;
     bool in;
 
+    /* the whole message against its schema, before the agent can be told OK */
+    if (dc->schema && sr_schema_check(dc->schema, b, n, &why) < 0) {
+        grpc_slice_unref(body);
+        invalid(w, dc, why ? why : "schema");
+        return;
+    }
     switch (dc->m->kind) {
     case SR_RK_MESSAGE: {
         grpc_slice prefix = grpc_empty_slice();
@@ -483,6 +515,8 @@ static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok)
         return;
     }
     dc->pipe = &w->pipes[dc->m->pipe];
+    dc->schema = sr_schema_for_method((const char *)GRPC_SLICE_START_PTR(dc->details.method),
+                                      GRPC_SLICE_LENGTH(dc->details.method));
     arm_recv(dc);
 }
 
@@ -532,7 +566,7 @@ static void on_close(struct sr_worker *w, struct sr_tag *t, bool ok)
             /* The held message was never accepted; the client sees its call fail. */
             SR_CNT_ADD(w->ctr.pipe[dc->pipe->id].rejected_events, dc->held_items ? dc->held_items : 1);
             unlink_waiter(dc->pipe, dc);
-            drop_held(dc);
+            drop_held(w, dc);
         }
         dc->finished = true;
     }
@@ -563,7 +597,7 @@ static int64_t expire_waiters(struct sr_worker *w, struct sr_pipe_rt *p)
         SR_LOG_RL(SR_LOG_WARN, "queue",
                   "pipe %s: queue full for %u ms, call failed with RESOURCE_EXHAUSTED",
                   sr_pipe_name(p->id), p->cfg->queue.full_wait_ms);
-        drop_held(dc);
+        drop_held(w, dc);
         finish(dc, GRPC_STATUS_RESOURCE_EXHAUSTED, "skyrelay: queue full");
     }
     return p->wait_head ? p->wait_head->wait_deadline : INT64_MAX;
@@ -602,7 +636,7 @@ static int64_t self_meter(struct sr_worker *w)
 static bool partitions_empty(struct sr_worker *w)
 {
     for (int i = 0; i < SR_PIPE_COUNT; i++)
-        if (w->pipes[i].part.tail != w->pipes[i].part.head) return false;
+        if (w->pipes[i].part.held_events) return false;
     return true;
 }
 
@@ -630,6 +664,13 @@ static void *worker_main(void *arg)
             for (int i = 0; i < SR_PIPE_COUNT; i++)
                 sr_sender_abandon(w, &w->pipes[i], SR_DROP_SHUTDOWN);
         }
+        if (w->now_ms >= w->stall_check_ms) {
+            /* silence is a failure too: calls unanswered for stall_timeout */
+            t = sr_sender_check_stalls(w, w->now_ms);
+            w->stall_check_ms = w->now_ms + STALL_CHECK_MS;
+            if (t < w->stall_check_ms) w->stall_check_ms = t;
+        }
+        if (w->stall_check_ms < wake) wake = w->stall_check_ms;
         draining = atomic_load_explicit(&w->rt->draining, memory_order_relaxed);
         if (!draining) {
             t = self_meter(w);
@@ -669,7 +710,7 @@ static void *worker_main(void *arg)
     /* Whatever is still queued was not delivered: count it, never hide it. */
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
         struct sr_partition *part = &w->pipes[i].part;
-        uint64_t left = part->tail - part->head;
+        uint64_t left = part->held_events;
         if (left) {
             SR_CNT_ADD(w->ctr.pipe[i].dropped_events[SR_DROP_SHUTDOWN], left);
             SR_ERROR("worker", "worker %u pipe %s: %llu events undelivered at shutdown", w->id,
@@ -730,6 +771,7 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
     if (!w->cq) return -1;
     grpc_server_register_completion_queue(rt->server, w->cq, NULL);
     w->node_gen = atomic_load(&rt->up.gen);
+    w->budget.max = (sr_queue_budget_total(cfg, NULL) + nw - 1) / nw;
     w->relay_balancer = sr_balancer_round_robin.create(&rt->up, NULL);
     if (!w->relay_balancer) return -1;
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
@@ -743,12 +785,16 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
         p->token = cfg->upstream.authentication && cfg->upstream.authentication[0]
                        ? cfg->upstream.authentication
                        : NULL;
-        p->keyed = p->plan->group_by_key || pc->routing.policy == SR_ROUTE_FIXED;
+        p->key_routing = pc->routing.policy == SR_ROUTE_FIXED;
+        p->keyed = p->plan->group_by_key || p->key_routing;
         if (!pc->enabled) continue;
         /* The pipe's bounds are split evenly over the worker partitions. */
         if (sr_partition_init(&p->part, (pc->queue.max_events + nw - 1) / nw,
-                              (pc->queue.max_bytes + nw - 1) / nw, pc->sender.max_inflight) != 0)
+                              (pc->queue.max_bytes + nw - 1) / nw, pc->sender.max_inflight,
+                              &w->budget) != 0)
             return -1;
+        p->node_calls = calloc(SR_MAX_NODES, sizeof(*p->node_calls));
+        if (!p->node_calls) return -1;
         p->balancer = new_balancer(rt, pc);
         if (!p->balancer) return -1;
     }
@@ -765,6 +811,8 @@ void sr_worker_deinit(struct sr_worker *w)
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
         struct sr_pipe_rt *p = &w->pipes[i];
         sr_partition_deinit(&p->part);
+        free(p->node_calls);
+        p->node_calls = NULL;
         if (p->balancer) p->balancer->type->destroy(p->balancer);
         p->balancer = NULL;
     }

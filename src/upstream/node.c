@@ -66,11 +66,28 @@ void sr_upstream_deinit(struct sr_upstream *up)
         if (up->nodes[i].channel) grpc_channel_destroy(up->nodes[i].channel);
         free(up->nodes[i].address);
     }
+    for (size_t i = 0; i < up->n_retired; i++) free(up->retired[i]);
+    free(up->retired);
     free(up->nodes);
     memset(up, 0, sizeof(*up));
 }
 
 #define SLOT_REUSE_MS 60000
+
+/* Main thread: keeps a replaced address string until sr_upstream_deinit. */
+static void retire(struct sr_upstream *up, char *address)
+{
+    char **r;
+    if (!address) return;
+    r = realloc(up->retired, sizeof(*r) * (up->n_retired + 1));
+    if (!r) {
+        /* leak it rather than free it under a reader */
+        SR_LOG_RL(SR_LOG_WARN, "upstream", "out of memory retiring a node address");
+        return;
+    }
+    r[up->n_retired++] = address;
+    up->retired = r;
+}
 
 size_t sr_upstream_apply(struct sr_upstream *up, const struct sr_node_config *nodes, size_t n,
                          int64_t now_ms)
@@ -122,7 +139,10 @@ size_t sr_upstream_apply(struct sr_upstream *up, const struct sr_node_config *no
             continue;
         }
         if (reuse->channel) grpc_channel_destroy(reuse->channel);
-        free(reuse->address);
+        /* A worker rebuilding its balancers may still be reading the old
+         * address (it sees the new generation only after this apply): keep
+         * the string alive until deinit instead of freeing it here. */
+        retire(up, reuse->address);
         reuse->address = strdup(nodes[k].address);
         reuse->weight = w;
         reuse->channel = reuse->address ? new_channel(up, reuse->address) : NULL;
@@ -131,6 +151,12 @@ size_t sr_upstream_apply(struct sr_upstream *up, const struct sr_node_config *no
         atomic_store(&reuse->sent_events, 0);
         atomic_store(&reuse->sent_batches, 0);
         atomic_store(&reuse->failed_calls, 0);
+        atomic_store(&reuse->stalled, 0);
+        atomic_store(&reuse->stalled_at_ms, 0);
+        atomic_store(&reuse->hedged_events, 0);
+        atomic_store(&reuse->poison_events, 0);
+        atomic_store(&reuse->stalls, 0);
+        atomic_store(&reuse->ewma_us, 0);
         if (!reuse->address || !reuse->channel) {
             SR_ERROR("upstream", "cannot create a channel to %s", nodes[k].address);
             atomic_store(&reuse->gone, 1);
@@ -167,6 +193,10 @@ void sr_node_report(struct sr_upstream *up, struct sr_node *n, bool ok, int64_t 
                     uint64_t *rng)
 {
     if (ok) {
+        if (atomic_load_explicit(&n->stalled, memory_order_relaxed)) {
+            atomic_store_explicit(&n->stalled, 0, memory_order_release);
+            SR_INFO("upstream", "node %s answers again (no longer stalled)", n->address);
+        }
         if (atomic_load_explicit(&n->failures, memory_order_relaxed)) {
             atomic_store(&n->failures, 0);
             atomic_store(&n->down_until_ms, 0);
