@@ -76,18 +76,22 @@ static void log_stats(const char *when)
         SR_INFO("stats",
                 "%s pipe=%s received=%llu sent=%llu queued=%llu batches=%llu calls_ok=%llu "
                 "rejected=%llu refused_calls=%llu invalid_calls=%llu broken_calls=%llu "
-                "paused=%llu upstream_failed=%llu retried_events=%llu "
-                "dropped_retry_exhausted=%llu dropped_upstream_rejected=%llu dropped_shutdown=%llu",
+                "paused=%llu upstream_failed=%llu retried_events=%llu hedged_events=%llu "
+                "content_failed_calls=%llu split_batches=%llu "
+                "dropped_retry_exhausted=%llu dropped_upstream_rejected=%llu dropped_shutdown=%llu "
+                "dropped_poison=%llu",
                 when, sr_pipe_name((enum sr_pipe_id)p), (unsigned long long)c.recv_events,
                 (unsigned long long)c.sent_events, (unsigned long long)depth,
                 (unsigned long long)c.sent_batches, (unsigned long long)c.ok_calls,
                 (unsigned long long)c.rejected_events, (unsigned long long)c.refused_calls,
                 (unsigned long long)c.invalid_calls, (unsigned long long)c.broken_calls,
                 (unsigned long long)c.paused, (unsigned long long)c.upstream_failed,
-                (unsigned long long)c.retried_events,
+                (unsigned long long)c.retried_events, (unsigned long long)c.hedged_events,
+                (unsigned long long)c.content_failed_calls, (unsigned long long)c.split_batches,
                 (unsigned long long)c.dropped[SR_DROP_RETRY_EXHAUSTED],
                 (unsigned long long)c.dropped[SR_DROP_UPSTREAM_REJECTED],
-                (unsigned long long)c.dropped[SR_DROP_SHUTDOWN]);
+                (unsigned long long)c.dropped[SR_DROP_SHUTDOWN],
+                (unsigned long long)c.dropped[SR_DROP_POISON]);
     }
     {
         uint64_t sync = 0, relay = 0, failed = 0, up = 0, down = 0, unauth = 0, unimpl = 0;
@@ -118,11 +122,15 @@ static void log_stats(const char *when)
     for (size_t i = 0; i < rt.up.n_nodes; i++) {
         struct sr_node *n = &rt.up.nodes[i];
         if (!sr_node_present(n)) continue;
-        SR_INFO("stats", "%s node=%s sent=%llu batches=%llu failed_calls=%llu up=%d", when,
-                n->address, (unsigned long long)atomic_load(&n->sent_events),
+        SR_INFO("stats",
+                "%s node=%s sent=%llu batches=%llu failed_calls=%llu up=%d stalls=%llu "
+                "hedged_events=%llu content_refused_events=%llu",
+                when, n->address, (unsigned long long)atomic_load(&n->sent_events),
                 (unsigned long long)atomic_load(&n->sent_batches),
-                (unsigned long long)atomic_load(&n->failed_calls),
-                sr_node_is_up(n, sr_now_ms()));
+                (unsigned long long)atomic_load(&n->failed_calls), sr_node_is_up(n, sr_now_ms()),
+                (unsigned long long)atomic_load(&n->stalls),
+                (unsigned long long)atomic_load(&n->hedged_events),
+                (unsigned long long)atomic_load(&n->poison_events));
     }
 }
 
@@ -338,6 +346,13 @@ static int run(const struct sr_config *cfg)
         }
     SR_INFO("main", "skyrelay %s listening on %s (port %d), %u workers, %zu upstream nodes",
             SR_VERSION, addr, port, rt.n_workers, (size_t)rt.up.present);
+    {
+        const char *src = NULL;
+        uint64_t total = sr_queue_budget_total(rt.cfg, &src);
+        SR_INFO("main", "queue budget %llu MiB for all pipes (%s); stall_timeout %u ms%s",
+                (unsigned long long)(total >> 20), src, rt.cfg->upstream.stall_timeout_ms,
+                rt.cfg->upstream.stall_timeout_ms ? "" : " (stall detection off)");
+    }
 
     uv_loop_init(&loop);
     uv_signal_init(&loop, &sig_term);

@@ -237,6 +237,17 @@ static const struct pipe_family simple_families[] = {
     {"skyrelay_sender_retried_events_total", "counter",
      "Events re-sent after a failed attempt (a bound on possible duplicates upstream).",
      PS(t.retried_events)},
+    {"skyrelay_sender_hedged_events_total", "counter",
+     "Events re-sent to another node because the node holding them stalled (no answer for "
+     "upstream.stall_timeout); the stalled node may still process them: possible duplicates.",
+     PS(t.hedged_events)},
+    {"skyrelay_sender_content_failed_calls_total", "counter",
+     "Upstream calls refused for their content (INTERNAL, INVALID_ARGUMENT, ...): the node is "
+     "kept, the batch is retried elsewhere, then split to isolate the bad event.",
+     PS(t.content_failed_calls)},
+    {"skyrelay_sender_split_batches_total", "counter",
+     "Times a refused batch (or part of one) was split in halves to isolate a poison event.",
+     PS(t.split_batches)},
 };
 
 static uint64_t field(const struct pipe_sum *s, size_t off)
@@ -297,7 +308,9 @@ static void render_pipes(struct out *o, const struct sr_runtime *rt)
 
     family(o, "skyrelay_dropped_events_total", "counter",
            "Events given up, by reason: retry_exhausted (upstream.retry_max passed), "
-           "upstream_rejected (non-retryable status from OAP), shutdown (grace period ended).");
+           "upstream_rejected (UNAUTHENTICATED, PERMISSION_DENIED or UNIMPLEMENTED from OAP), "
+           "shutdown (grace period ended), poison (one event refused as content by two nodes; "
+           "written to queue.dead_letter_dir when set).");
     for (int p = 0; p < SR_PIPE_COUNT; p++) {
         if (!enabled[p]) continue;
         for (int r = 0; r < SR_DROP_COUNT; r++)
@@ -333,37 +346,110 @@ static void render_pipes(struct out *o, const struct sr_runtime *rt)
 
 /* ---- nodes ---- */
 
+/* One sample per present node: value(node). */
+#define NODE_SAMPLES(o, up, name, expr)                                                            \
+    for (size_t i_ = 0; i_ < (up)->n_nodes; i_++) {                                                \
+        const struct sr_node *n_ = &(up)->nodes[i_];                                               \
+        if (sr_node_present(n_)) sample(o, name, "node", n_->address, (uint64_t)(expr));           \
+    }
+
+static const char *node_state(const struct sr_node *n, int64_t now)
+{
+    if (atomic_load_explicit(&n->stalled, memory_order_relaxed)) return "stalled";
+    if (!sr_node_is_up(n, now)) return "ejected";
+    return "up";
+}
+
 static void render_nodes(struct out *o, struct sr_runtime *rt)
 {
+    static const char *const states[] = {"up", "stalled", "ejected"};
     const struct sr_upstream *up = &rt->up;
     int64_t now = sr_now_ms();
 
     family(o, "skyrelay_upstream_node_up", "gauge",
-           "1 unless the node is ejected (failure backoff) right now.");
-    for (size_t i = 0; i < up->n_nodes; i++)
-        if (sr_node_present(&up->nodes[i])) sample(o, "skyrelay_upstream_node_up", "node", up->nodes[i].address,
-               sr_node_is_up(&up->nodes[i], now) ? 1 : 0);
+           "1 unless the node is ejected (failure backoff, or stalled) right now.");
+    NODE_SAMPLES(o, up, "skyrelay_upstream_node_up", sr_node_is_up(n_, now) ? 1 : 0);
+    family(o, "skyrelay_upstream_node_state", "gauge",
+           "1 for the node's current state: up, stalled (a call went unanswered for "
+           "upstream.stall_timeout; no new batches until it answers again) or ejected (failure "
+           "backoff).");
+    for (size_t i = 0; i < up->n_nodes; i++) {
+        const struct sr_node *n = &up->nodes[i];
+        const char *st;
+        if (!sr_node_present(n)) continue;
+        st = node_state(n, now);
+        for (int k = 0; k < 3; k++)
+            sample2(o, "skyrelay_upstream_node_state", "node", n->address, "state", states[k],
+                    strcmp(st, states[k]) == 0 ? 1 : 0);
+    }
     family(o, "skyrelay_upstream_node_reachable", "gauge",
            "1 if the node counts for readiness: not ejected, and its channel is connected "
            "(or idle/connecting after an earlier successful call).");
     for (size_t i = 0; i < up->n_nodes; i++)
-        if (sr_node_present(&up->nodes[i])) sample(o, "skyrelay_upstream_node_reachable", "node", up->nodes[i].address,
-               sr_node_reachable(&up->nodes[i], now) ? 1 : 0);
+        if (sr_node_present(&up->nodes[i]))
+            sample(o, "skyrelay_upstream_node_reachable", "node", up->nodes[i].address,
+                   sr_node_reachable(&up->nodes[i], now) ? 1 : 0);
+    family(o, "skyrelay_upstream_node_outstanding_calls", "gauge",
+           "Upstream batch calls in flight on the node now (all workers and pipes).");
+    NODE_SAMPLES(o, up, "skyrelay_upstream_node_outstanding_calls",
+                 atomic_load_explicit(&n_->inflight, memory_order_relaxed));
     family(o, "skyrelay_upstream_node_sent_events_total", "counter",
            "Events delivered to the node.");
-    for (size_t i = 0; i < up->n_nodes; i++)
-        if (sr_node_present(&up->nodes[i])) sample(o, "skyrelay_upstream_node_sent_events_total", "node", up->nodes[i].address,
-               atomic_load_explicit(&up->nodes[i].sent_events, memory_order_relaxed));
+    NODE_SAMPLES(o, up, "skyrelay_upstream_node_sent_events_total",
+                 atomic_load_explicit(&n_->sent_events, memory_order_relaxed));
     family(o, "skyrelay_upstream_node_batches_total", "counter",
            "Upstream calls to the node that ended OK.");
-    for (size_t i = 0; i < up->n_nodes; i++)
-        if (sr_node_present(&up->nodes[i])) sample(o, "skyrelay_upstream_node_batches_total", "node", up->nodes[i].address,
-               atomic_load_explicit(&up->nodes[i].sent_batches, memory_order_relaxed));
+    NODE_SAMPLES(o, up, "skyrelay_upstream_node_batches_total",
+                 atomic_load_explicit(&n_->sent_batches, memory_order_relaxed));
     family(o, "skyrelay_upstream_node_failed_calls_total", "counter",
-           "Upstream calls to the node that did not end OK.");
-    for (size_t i = 0; i < up->n_nodes; i++)
-        if (sr_node_present(&up->nodes[i])) sample(o, "skyrelay_upstream_node_failed_calls_total", "node", up->nodes[i].address,
-               atomic_load_explicit(&up->nodes[i].failed_calls, memory_order_relaxed));
+           "Upstream calls to the node that did not end OK (transport or content failures, "
+           "hedged calls).");
+    NODE_SAMPLES(o, up, "skyrelay_upstream_node_failed_calls_total",
+                 atomic_load_explicit(&n_->failed_calls, memory_order_relaxed));
+    family(o, "skyrelay_upstream_node_stalls_total", "counter",
+           "Times the node was found stalled (a call unanswered for upstream.stall_timeout).");
+    NODE_SAMPLES(o, up, "skyrelay_upstream_node_stalls_total",
+                 atomic_load_explicit(&n_->stalls, memory_order_relaxed));
+    family(o, "skyrelay_upstream_node_hedged_events_total", "counter",
+           "Events taken back from the node because it stalled, and re-sent to other nodes.");
+    NODE_SAMPLES(o, up, "skyrelay_upstream_node_hedged_events_total",
+                 atomic_load_explicit(&n_->hedged_events, memory_order_relaxed));
+    family(o, "skyrelay_upstream_node_content_refused_events_total", "counter",
+           "Events in calls the node refused for their content (the node stays up).");
+    NODE_SAMPLES(o, up, "skyrelay_upstream_node_content_refused_events_total",
+                 atomic_load_explicit(&n_->poison_events, memory_order_relaxed));
+    family(o, "skyrelay_upstream_node_latency_ewma_seconds", "gauge",
+           "Peak-sensitive moving average of the node's batch call latency (least_loaded "
+           "routing).");
+    for (size_t i = 0; i < up->n_nodes; i++) {
+        const struct sr_node *n = &up->nodes[i];
+        uint64_t us = atomic_load_explicit(&n->ewma_us, memory_order_relaxed);
+        if (!sr_node_present(n)) continue;
+        puts_(o, "skyrelay_upstream_node_latency_ewma_seconds{node=\"");
+        put_label_value(o, n->address);
+        putf(o, "\"} %llu.%06llu\n", (unsigned long long)(us / 1000000),
+             (unsigned long long)(us % 1000000));
+    }
+    family(o, "skyrelay_upstream_node_call_duration_seconds", "histogram",
+           "Duration of upstream batch calls to the node, from start to status.");
+    for (size_t i = 0; i < up->n_nodes; i++) {
+        const struct sr_node *n = &up->nodes[i];
+        uint64_t cum = 0, sum_us = SR_CNT_GET(n->latency.sum_us);
+        if (!sr_node_present(n)) continue;
+        for (int b = 0; b < SR_LAT_BUCKETS; b++) {
+            cum += SR_CNT_GET(n->latency.bucket[b]);
+            puts_(o, "skyrelay_upstream_node_call_duration_seconds_bucket{node=\"");
+            put_label_value(o, n->address);
+            puts_(o, "\",le=\"");
+            put_le(o, b);
+            putf(o, "\"} %llu\n", (unsigned long long)cum);
+        }
+        puts_(o, "skyrelay_upstream_node_call_duration_seconds_sum{node=\"");
+        put_label_value(o, n->address);
+        putf(o, "\"} %llu.%06llu\n", (unsigned long long)(sum_us / 1000000),
+             (unsigned long long)(sum_us % 1000000));
+        sample(o, "skyrelay_upstream_node_call_duration_seconds_count", "node", n->address, cum);
+    }
 }
 
 /* ---- server and pass-through ---- */
@@ -379,6 +465,19 @@ static void render_server(struct out *o, struct sr_runtime *rt)
 
     single(o, "skyrelay_server_ready", "gauge",
            "1 when /readyz answers 200: listening, not draining, and an upstream node reachable.", sr_ready(rt) ? 1 : 0);
+    {
+        uint64_t used = 0, max = 0;
+        for (uint32_t i = 0; i < rt->n_workers; i++) {
+            used += atomic_load_explicit(&rt->workers[i].budget.used, memory_order_relaxed);
+            max += rt->workers[i].budget.max;
+        }
+        single(o, "skyrelay_queue_budget_used_bytes", "gauge",
+               "Bytes held now against queue.total_max_bytes: events queued and in flight in every "
+               "pipe, messages held by paused calls, sync/relay buffers.", used);
+        single(o, "skyrelay_queue_budget_bytes", "gauge",
+               "queue.total_max_bytes as resolved (configured, or half the cgroup memory limit, "
+               "or 512 MiB).", max);
+    }
     single(o, "skyrelay_server_connections", "gauge",
            "Downstream (agent) connections open now on the gRPC port.", cs.live);
     single(o, "skyrelay_server_connections_accepted_total", "counter",
