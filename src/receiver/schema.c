@@ -165,6 +165,9 @@ static const char *packed_check(const uint8_t *p, size_t n, int wt)
 
 static _Thread_local char why_buf[512];
 
+/* "field 3 (spans): field 12 (tags): field 2 (value): invalid UTF-8 (...)": the
+ * path from the top-level message to the problem. A deep path keeps its first
+ * two and last three levels so the reason always fits. */
 static const char *explain(const struct frame *st, unsigned top, uint32_t num,
                            const ProtobufCFieldDescriptor *fd, const char *reason)
 {
@@ -177,8 +180,13 @@ static const char *explain(const struct frame *st, unsigned top, uint32_t num,
         o += (size_t)k;                                                                            \
     } while (0)
     for (unsigned i = 1; i <= top; i++) {
+        if (top > 5 && i == 3) {
+            PUT("... %u levels ...: ", top - 5);
+            i = top - 3;
+            continue;
+        }
         if (st[i].group) PUT("group %u: ", st[i].num);
-        else PUT("field %u (%s): ", st[i].num, st[i].via ? st[i].via->name : "?");
+        else PUT("field %u (%s): ", st[i].num, st[i].via->name);
     }
     if (fd) PUT("field %u (%s): ", num, fd->name);
     else if (num) PUT("field %u: ", num);
