@@ -1,10 +1,18 @@
 /* Transparent relay of one downstream call to one upstream node: messages in
  * both directions, one at a time each way (so flow control holds end to end),
- * initial and trailing metadata and the final status passed back. Used for the
- * synchronous pass-through methods (deadline capped by upstream.sync_timeout)
- * and for every method skyrelay does not batch: bidirectional streams and
- * methods it does not know, so it never answers UNIMPLEMENTED for something
- * OAP implements. Worker thread only. */
+ * initial and trailing metadata (hop-by-hop headers removed) and the final
+ * status passed back, with upstream's grpc-status-details-bin. Used for the
+ * synchronous pass-through methods and for every method skyrelay does not
+ * batch: bidirectional streams and methods it does not know, so it never
+ * answers UNIMPLEMENTED for something OAP implements.
+ *
+ * Deadline: the caller's, capped by upstream.sync_timeout for a synchronous
+ * call, and set to upstream.sync_timeout for a relayed call without one.
+ * Node health: only a transport-class status the node caused (unavailable,
+ * our own deadline, a cancel or abort that did not come from the caller)
+ * ejects the node; OAP's answers about the request go back to the caller and
+ * leave the node up. The messages a call holds are charged to the worker's
+ * memory budget. Worker thread only. */
 #ifndef SKYRELAY_RELAY_H
 #define SKYRELAY_RELAY_H
 
@@ -21,9 +29,11 @@
 void sr_relay_start(struct sr_worker *w, grpc_call *call, grpc_call_details *details,
                     grpc_metadata_array *md, enum sr_call_mode mode);
 
-/* True if a metadata key must not be forwarded (HTTP/2 pseudo headers, gRPC's
- * own, hop-by-hop): ":*", "grpc-*", "te", "content-type", "user-agent",
- * "host", "connection". */
-bool sr_metadata_reserved(grpc_slice key);
+/* True if a metadata entry must not be forwarded in either direction: HTTP/2
+ * pseudo headers (":*"), gRPC's own ("grpc-*", "content-type", "user-agent"),
+ * "host", and the hop-by-hop headers "connection", "keep-alive",
+ * "proxy-connection", "transfer-encoding", "upgrade", and "te" unless its value
+ * is "trailers". Borrows key and value. Any thread. */
+bool sr_metadata_reserved(grpc_slice key, grpc_slice value);
 
 #endif

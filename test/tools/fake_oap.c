@@ -65,6 +65,7 @@
 #define SUMMARY_PERIOD_MS 100
 #define MAX_OVERRIDES 32   /* --hang-method + --status-method paths */
 #define ECHO_MAX_QUEUE 64  /* echo replies queued before the call stops reading */
+#define MAX_REPLY_MD 8     /* --reply-metadata entries */
 
 enum kind {
     K_UNIMPLEMENTED,
@@ -256,9 +257,9 @@ struct call {
     int status_code;             /* K_STATUS */
 
     /* test metadata (kind_has_test_md): slices owned here, freed with the call */
-    grpc_metadata init_md[1];
+    grpc_metadata init_md[1 + MAX_REPLY_MD];
     size_t n_init_md;
-    grpc_metadata trail_md[3];
+    grpc_metadata trail_md[4 + MAX_REPLY_MD];
     size_t n_trail_md;
 
     /* K_SYNC, K_GO_PROFILE: the request bytes received so far */
@@ -778,6 +779,72 @@ static void md_set(grpc_metadata *m, const char *key, const void *val, size_t vl
     m->value = grpc_slice_from_copied_buffer(val, vlen);
 }
 
+/* ------------------------------------ metadata tests (--record-metadata, --reply-metadata,
+ * --status-details): what a proxy forwards, filters and passes back. */
+static const char *g_reply_md[MAX_REPLY_MD]; /* "key=value" */
+static int g_n_reply_md;
+static uint8_t *g_status_details; /* --status-details HEX, decoded */
+static size_t g_status_details_len;
+static FILE *g_md_log; /* --record-metadata */
+static pthread_mutex_t g_md_log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* One line per call: the path, then "key=value" per request metadata entry, tab-separated
+ * (value bytes outside printable ASCII, and backslash, as \xHH). */
+static void record_metadata(const grpc_slice *method, const grpc_metadata_array *md)
+{
+    if (!g_md_log)
+        return;
+    pthread_mutex_lock(&g_md_log_lock);
+    fprintf(g_md_log, "%.*s", (int)GRPC_SLICE_LENGTH(*method),
+            (const char *)GRPC_SLICE_START_PTR(*method));
+    for (size_t i = 0; i < md->count; i++) {
+        const grpc_slice *k = &md->metadata[i].key, *v = &md->metadata[i].value;
+        fprintf(g_md_log, "\t%.*s=", (int)GRPC_SLICE_LENGTH(*k), (const char *)GRPC_SLICE_START_PTR(*k));
+        for (size_t j = 0; j < GRPC_SLICE_LENGTH(*v); j++) {
+            uint8_t b = GRPC_SLICE_START_PTR(*v)[j];
+            if (b >= 0x20 && b < 0x7f && b != '\\')
+                fputc(b, g_md_log);
+            else
+                fprintf(g_md_log, "\\x%02x", b);
+        }
+    }
+    fputc('\n', g_md_log);
+    fflush(g_md_log);
+    pthread_mutex_unlock(&g_md_log_lock);
+}
+
+/* --reply-metadata entries go into the initial and the trailing metadata of the kinds that
+ * send test metadata; --status-details into the trailers of --status-method answers. */
+static void add_reply_metadata(struct call *c)
+{
+    for (int i = 0; i < g_n_reply_md; i++) {
+        const char *eq = strchr(g_reply_md[i], '=');
+        char key[128];
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - g_reply_md[i]), g_reply_md[i]);
+        md_set(&c->init_md[c->n_init_md++], key, eq + 1, strlen(eq + 1));
+        md_set(&c->trail_md[c->n_trail_md++], key, eq + 1, strlen(eq + 1));
+    }
+    if (c->kind == K_STATUS && g_status_details)
+        md_set(&c->trail_md[c->n_trail_md++], "grpc-status-details-bin", g_status_details,
+               g_status_details_len);
+}
+
+static int parse_hex(const char *h, uint8_t **out, size_t *n)
+{
+    size_t len = strlen(h);
+    if (len == 0 || len % 2)
+        return -1;
+    *out = xcalloc(1, len / 2);
+    for (size_t i = 0; i < len / 2; i++) {
+        unsigned v;
+        if (sscanf(h + 2 * i, "%2x", &v) != 1)
+            return -1;
+        (*out)[i] = (uint8_t)v;
+    }
+    *n = len / 2;
+    return 0;
+}
+
 /* Sends the initial metadata (unless already sent), an optional message and the final
  * status with the call's trailing metadata. */
 static void send_final(struct call *c, grpc_status_code code, const char *details,
@@ -1055,7 +1122,9 @@ static void on_new_call(struct worker *w, struct request *r, bool ok)
         md_set(&c->init_md[c->n_init_md++], "x-fake-oap-initial", opt.name, strlen(opt.name));
         md_set(&c->trail_md[c->n_trail_md++], "x-fake-oap", opt.name, strlen(opt.name));
         md_set(&c->trail_md[c->n_trail_md++], "x-request-auth", auth, alen);
+        add_reply_metadata(c);
     }
+    record_metadata(&r->details.method, &r->md);
     grpc_call_details_destroy(&r->details);
     grpc_metadata_array_destroy(&r->md);
     grpc_call_details_init(&r->details);
@@ -1432,6 +1501,7 @@ static void usage(FILE *f)
             "                [--count-only] [--fail-after N] [--fail-status CODE] [--delay-ms MS]\n"
             "                [--max-recv-size BYTES] [--threads N] [--token T] [--ids FILE]\n"
             "                [--hang-method PATH]... [--status-method PATH=CODE]...\n"
+            "                [--record-metadata FILE] [--reply-metadata K=V]... [--status-details HEX]\n"
             "A fake SkyWalking OAP node: counts and credits what it receives (docs/test-tools.md).\n"
             "  --listen          address to listen on; port 0 picks a free port, printed as\n"
             "                    'listening HOST:PORT' on stdout\n"
@@ -1450,7 +1520,13 @@ static void usage(FILE *f)
             "  --hang-method P   never answer calls to path P (repeatable): the client's\n"
             "                    deadline or cancel ends them\n"
             "  --status-method P=CODE  answer calls to path P with status CODE (1..16) and\n"
-            "                    details 'fake status' (repeatable)\n");
+            "                    details 'fake status' (repeatable)\n"
+            "  --record-metadata FILE  append one line per call: the path, then each request\n"
+            "                    metadata entry as key=value, tab-separated\n"
+            "  --reply-metadata K=V  add K: V to the initial and trailing metadata of synchronous,\n"
+            "                    relay, --hang-method and --status-method calls (repeatable)\n"
+            "  --status-details HEX  --status-method answers also carry these bytes as\n"
+            "                    trailing metadata grpc-status-details-bin\n");
 }
 
 static int parse_args(int argc, char **argv)
@@ -1506,6 +1582,24 @@ static int parse_args(int argc, char **argv)
                 o->status = (int)n;
             }
             opt.noverrides++;
+        } else if (strcmp(a, "--record-metadata") == 0) {
+            g_md_log = fopen(v, "a");
+            if (!g_md_log) {
+                fprintf(stderr, "fake_oap: cannot open %s: %s\n", v, strerror(errno));
+                return -1;
+            }
+        } else if (strcmp(a, "--reply-metadata") == 0) {
+            const char *eq = strchr(v, '=');
+            if (g_n_reply_md >= MAX_REPLY_MD || !eq || eq == v || eq - v >= 128) {
+                fprintf(stderr, "fake_oap: --reply-metadata wants KEY=VALUE: %s\n", v);
+                return -1;
+            }
+            g_reply_md[g_n_reply_md++] = v;
+        } else if (strcmp(a, "--status-details") == 0) {
+            if (parse_hex(v, &g_status_details, &g_status_details_len) != 0) {
+                fprintf(stderr, "fake_oap: --status-details wants hex bytes: %s\n", v);
+                return -1;
+            }
         } else if (strcmp(a, "--fail-after") == 0 && tool_parse_u64(v, 1, UINT64_MAX, &n) == 0)
             opt.fail_after = n;
         else if (strcmp(a, "--fail-status") == 0 && tool_parse_u64(v, 1, 16, &n) == 0)
