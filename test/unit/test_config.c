@@ -610,6 +610,37 @@ static void out_of_range_rejected(void **state)
                   "t.yaml:8:15: queue.max_events: must be between 1 and 100000000\n");
 }
 
+/* gRPC takes the connection age as an int of milliseconds: 25 days would wrap
+ * (and silently disable it); the loader refuses it instead. */
+static void max_connection_age_above_int_max_ms_rejected(void **state)
+{
+    struct run r;
+    expect_errors("server:\n"
+                  "  max_connection_age: 577h\n",
+                  "t.yaml:2:23: server.max_connection_age: must be between 0ms and 576h\n");
+    load(&r, "server:\n  max_connection_age: 576h\n");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.cfg.server.max_connection_age_ms, 24u * 86400u * 1000u);
+    done(&r);
+}
+
+static void fault_containment_keys_parse(void **state)
+{
+    struct run r;
+    load(&r, "upstream:\n  stall_timeout: 500ms\n  max_inflight_per_node: 3\n"
+                        "queue:\n  total_max_bytes: 1GiB\n  dead_letter_dir: /tmp/dl\n"
+                        "pipes:\n  log:\n    routing:\n      policy: least_loaded\n");
+    assert_string_equal(r.err, "");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.cfg.upstream.stall_timeout_ms, 500);
+    assert_int_equal(r.cfg.upstream.max_inflight_per_node, 3);
+    assert_int_equal(r.cfg.queue.total_max_bytes, 1ull << 30);
+    assert_string_equal(r.cfg.queue.dead_letter_dir, "/tmp/dl");
+    assert_int_equal(r.cfg.pipes[SR_PIPE_LOG].routing.policy, SR_ROUTE_LEAST_LOADED);
+    assert_string_equal(sr_routing_policy_name(SR_ROUTE_LEAST_LOADED), "least_loaded");
+    done(&r);
+}
+
 static void duplicate_key_rejected(void **state)
 {
     expect_errors("server:\n  workers: 2\nupstream: {}\nserver:\n  workers: 3\n  workers: 4\n",
@@ -785,6 +816,8 @@ int main(void)
         cmocka_unit_test(malformed_durations_and_sizes_rejected),
         cmocka_unit_test(out_of_range_rejected),
         cmocka_unit_test(duplicate_key_rejected),
+        cmocka_unit_test(max_connection_age_above_int_max_ms_rejected),
+        cmocka_unit_test(fault_containment_keys_parse),
         cmocka_unit_test(empty_node_list_rejected),
         cmocka_unit_test(unsupported_finder_rejected),
         cmocka_unit_test(top_level_queue_is_every_pipes_default_and_pipe_queue_overrides),
