@@ -138,8 +138,12 @@ $(BUILD)/fuzz/fuzz_wire: test/fuzz/fuzz_wire.c src/receiver/wire.c src/receiver/
 $(BUILD)/fuzz/fuzz_config: test/fuzz/fuzz_config.c $(wildcard src/config/*.c) src/core/log.c
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
-fuzz: $(BUILD)/fuzz/fuzz_wire $(BUILD)/fuzz/fuzz_config
-	$(Q)for t in wire config; do \
+# the schema validation against the generated descriptors (+ protobuf-c's unpack as the oracle)
+$(BUILD)/fuzz/fuzz_schema: test/fuzz/fuzz_schema.c src/receiver/schema.c $(PROTO_C) | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(Q)clang $(FUZZ_FLAGS) -I$(BUILD)/proto -o $@ $(filter %.c,$^) $(PKG_LIBS)
+fuzz: $(BUILD)/fuzz/fuzz_wire $(BUILD)/fuzz/fuzz_config $(BUILD)/fuzz/fuzz_schema
+	$(Q)for t in wire config schema; do \
 	    mkdir -p $(BUILD)/fuzz/corpus-$$t; \
 	    $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	        $(BUILD)/fuzz/corpus-$$t test/fuzz/corpus/$$t || exit 1; \
