@@ -5,16 +5,61 @@
  * top-level scan and one slice ref: the prefix is the cached `all` slice. A
  * message that carries some fields and lacks others gets a fresh prefix slice
  * built from the lacking fields (rare: only when an agent sends partial
- * context). */
+ * context).
+ *
+ * What is remembered is what a protobuf parser (OAP's, Java) makes of the
+ * message, so that `prefix || message` on a later message means the same:
+ * - a scalar: its last occurrence (the last one wins);
+ * - a message (the ALS / Envoy metrics `identifier`, the eBPF `node`): every
+ *   occurrence merges into the previous field by field, and the merge of two
+ *   encodings of a message is their concatenation. So the remembered value is
+ *   one record holding all the occurrences' payloads, in order (`0a 03 X
+ *   0a 04 Y` is remembered as `0a 07 X Y`; `0a 05 X 0a 00` as X), and the key is
+ *   hashed over that merged value: the same bytes give the same key, however
+ *   they were split into records;
+ * - an occurrence with another wire type than the field's is an unknown field
+ *   to the parser: ignored here too (and the context is prepended).
+ *
+ * Empty values. A proto3 scalar has no presence: `service = ""` written out
+ * (`12 00`) and no service at all are the same value to every reader, OAP's
+ * included. OAP's LogReportService keeps, per upstream stream, the first
+ * non-empty service it sees and sets it on every later LogData of that stream
+ * (the proto says "use the previous not-null"; the code overwrites even a
+ * LogData that has its own service). Agent-direct, a LogData with service ""
+ * is therefore credited to its own stream's service (or to none, first in its
+ * stream); the agent cannot say "no service" there. Through skyrelay, on an
+ * upstream stream shared with other agents' messages, it would be credited to
+ * whatever service came first on that upstream stream: another agent's. So
+ * the correct behaviour is agent-direct's: the message takes its own stream's
+ * context. A prefix cannot do that (the message's own empty field comes later
+ * and wins), so sr_stream_ctx_strip_empty gives the receiver a copy without
+ * the empty field when the stream knows a value for it (a copy only for this
+ * case: proto3 encoders never write an empty value), and the prefix then
+ * applies. Either way such a value is never remembered (the stream keeps its
+ * context for the following messages) and the event keeps its own stream's
+ * key: with one upstream stream per key (the sender must group logs by key,
+ * because of OAP's first-service rule) no other stream's service can reach it.
+ * A stream whose first message says "" has no context: the field stays, the
+ * key is 0, and key 0 only ever holds messages without any service.
+ * A message field does have presence: OAP's satellite ALS and eBPF handlers
+ * take the identifier/node of any message that has one (`hasIdentifier()`),
+ * even an empty one. So an empty merged message value is remembered like any
+ * other (as `0a 00`, key 0), and prepended to the messages that follow. */
 #include "skyrelay/context.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "skyrelay/wire.h"
 
-const struct sr_ctx_spec sr_ctx_log = {.n_fields = 2, .n_key = 2, .fields = {2, 3}};
-const struct sr_ctx_spec sr_ctx_meter = {.n_fields = 3, .n_key = 2, .fields = {3, 4, 5}};
-const struct sr_ctx_spec sr_ctx_als = {.n_fields = 1, .n_key = 1, .fields = {1}};
+const struct sr_ctx_spec sr_ctx_log = {
+    .n_fields = 2, .n_key = 2, .fields = {2, 3}, .wire = {SR_WT_LEN, SR_WT_LEN}};
+const struct sr_ctx_spec sr_ctx_meter = {.n_fields = 3,
+                                         .n_key = 2,
+                                         .fields = {3, 4, 5},
+                                         .wire = {SR_WT_LEN, SR_WT_LEN, SR_WT_VARINT}};
+const struct sr_ctx_spec sr_ctx_als = {
+    .n_fields = 1, .n_key = 1, .messages = 0x1, .fields = {1}, .wire = {SR_WT_LEN}};
 
 void sr_stream_ctx_init(struct sr_stream_ctx *ctx)
 {
@@ -92,30 +137,91 @@ static void rebuild(const struct sr_ctx_spec *spec, struct sr_stream_ctx *ctx)
     ctx->key = known ? (h ? h : 1) : 0;
 }
 
+/* A scalar written with its default value: no value to a proto3 reader. */
+static bool empty_scalar(const struct sr_pb_field *f)
+{
+    return (f->wire_type == SR_WT_LEN && f->val_len == 0) ||
+           (f->wire_type == SR_WT_VARINT && f->varint == 0);
+}
+
+/* The occurrences of one context field in a message. */
+struct seen {
+    struct sr_pb_field last; /* the last occurrence */
+    uint32_t count;
+    size_t total; /* LEN: payload bytes of all occurrences */
+};
+
+static int scan(const struct sr_ctx_spec *spec, const uint8_t *msg, size_t len, struct seen *s)
+{
+    struct sr_pb_field f;
+    size_t pos = 0;
+    int r;
+
+    memset(s, 0, sizeof(*s) * SR_CTX_MAX_FIELDS);
+    if (len > UINT32_MAX) return SR_PB_EMALFORMED;
+    while ((r = sr_pb_next(msg, len, &pos, &f)) == 1)
+        for (int i = 0; i < spec->n_fields; i++)
+            if (f.number == spec->fields[i] && f.wire_type == spec->wire[i]) {
+                s[i].last = f;
+                s[i].count++;
+                s[i].total += f.val_len;
+            }
+    return r < 0 ? SR_PB_EMALFORMED : 0;
+}
+
+/* One record holding the payloads of every LEN occurrence of `number` in the
+ * (already validated) message: their merge. Returns owned. */
+static grpc_slice merged_record(uint32_t number, const uint8_t *msg, size_t len, size_t total)
+{
+    uint8_t hdr[20];
+    size_t at = sr_pb_put_varint(hdr, (uint64_t)number << 3 | SR_WT_LEN), pos = 0;
+    struct sr_pb_field f;
+    grpc_slice out;
+
+    at += sr_pb_put_varint(hdr + at, total);
+    out = grpc_slice_malloc(at + total);
+    memcpy(GRPC_SLICE_START_PTR(out), hdr, at);
+    while (sr_pb_next(msg, len, &pos, &f) == 1)
+        if (f.number == number && f.wire_type == SR_WT_LEN) {
+            memcpy(GRPC_SLICE_START_PTR(out) + at, msg + f.val_off, f.val_len);
+            at += f.val_len;
+        }
+    return out;
+}
+
 int sr_stream_ctx_apply(const struct sr_ctx_spec *spec, struct sr_stream_ctx *ctx,
                         const uint8_t *msg, size_t len, grpc_slice *prefix, uint64_t *key)
 {
-    struct sr_pb_field f[SR_CTX_MAX_FIELDS];
+    struct seen f[SR_CTX_MAX_FIELDS];
     int changed = 0, n_missing = 0, n_known = 0;
 
     *prefix = grpc_empty_slice();
-    if (sr_pb_scan(msg, len, spec->fields, spec->n_fields, f) < 0) return SR_PB_EMALFORMED;
+    if (scan(spec, msg, len, f) < 0) return SR_PB_EMALFORMED;
 
     for (int i = 0; i < spec->n_fields; i++) {
-        int nonempty = f[i].present && !(f[i].wire_type == SR_WT_LEN && f[i].val_len == 0) &&
-                       !(f[i].wire_type == SR_WT_VARINT && f[i].varint == 0);
-        if (nonempty) {
-            grpc_slice cur = ctx->field[i];
-            if (GRPC_SLICE_LENGTH(cur) != f[i].size ||
-                memcmp(GRPC_SLICE_START_PTR(cur), msg + f[i].off, f[i].size) != 0) {
+        bool message = spec->messages & (1u << i);
+        const struct sr_pb_field *l = &f[i].last;
+        /* a scalar's empty value is no value (see the top of the file) */
+        bool remember = f[i].count && (message || !empty_scalar(l));
+        if (remember) {
+            grpc_slice cur = ctx->field[i], v;
+            if (message && f[i].count > 1)
+                v = merged_record(spec->fields[i], msg, len, f[i].total);
+            else
+                v = grpc_slice_from_static_buffer(msg + l->off, l->size); /* borrowed */
+            if (GRPC_SLICE_LENGTH(cur) != GRPC_SLICE_LENGTH(v) ||
+                memcmp(GRPC_SLICE_START_PTR(cur), GRPC_SLICE_START_PTR(v), GRPC_SLICE_LENGTH(v)) != 0) {
                 grpc_slice_unref(cur);
-                ctx->field[i] = grpc_slice_from_copied_buffer((const char *)msg + f[i].off, f[i].size);
+                ctx->field[i] = message && f[i].count > 1
+                                    ? grpc_slice_ref(v)
+                                    : grpc_slice_from_copied_buffer((const char *)msg + l->off, l->size);
                 changed = 1;
             }
+            grpc_slice_unref(v);
         }
         if (GRPC_SLICE_LENGTH(ctx->field[i])) {
             n_known++;
-            if (!f[i].present) n_missing++;
+            if (!f[i].count) n_missing++;
         }
     }
     if (changed) rebuild(spec, ctx);
@@ -130,16 +236,52 @@ int sr_stream_ctx_apply(const struct sr_ctx_spec *spec, struct sr_stream_ctx *ct
     {
         size_t total = 0, at = 0;
         for (int i = 0; i < spec->n_fields; i++)
-            if (!f[i].present) total += GRPC_SLICE_LENGTH(ctx->field[i]);
+            if (!f[i].count) total += GRPC_SLICE_LENGTH(ctx->field[i]);
         *prefix = grpc_slice_malloc(total);
         for (int i = 0; i < spec->n_fields; i++) {
             size_t n = GRPC_SLICE_LENGTH(ctx->field[i]);
-            if (f[i].present || !n) continue;
+            if (f[i].count || !n) continue;
             memcpy(GRPC_SLICE_START_PTR(*prefix) + at, GRPC_SLICE_START_PTR(ctx->field[i]), n);
             at += n;
         }
     }
     return 0;
+}
+
+int sr_stream_ctx_strip_empty(const struct sr_ctx_spec *spec, const struct sr_stream_ctx *ctx,
+                              const uint8_t *msg, size_t len, grpc_slice *out)
+{
+    struct seen f[SR_CTX_MAX_FIELDS];
+    struct sr_pb_field g;
+    unsigned strip = 0;
+    size_t keep = 0, at = 0, pos;
+
+    *out = grpc_empty_slice();
+    if (scan(spec, msg, len, f) < 0) return SR_PB_EMALFORMED;
+    for (int i = 0; i < spec->n_fields; i++)
+        if (!(spec->messages & (1u << i)) && f[i].count && empty_scalar(&f[i].last) &&
+            GRPC_SLICE_LENGTH(ctx->field[i]))
+            strip |= 1u << i;
+    if (!strip) return 0;
+    /* drop every occurrence of such a field: its value is the last one, empty */
+    for (int pass = 0; pass < 2; pass++) {
+        pos = 0;
+        while (sr_pb_next(msg, len, &pos, &g) == 1) {
+            bool drop = false;
+            for (int i = 0; i < spec->n_fields; i++)
+                if ((strip & (1u << i)) && g.number == spec->fields[i] && g.wire_type == spec->wire[i])
+                    drop = true;
+            if (drop) continue;
+            if (pass == 0) {
+                keep += g.size;
+            } else {
+                memcpy(GRPC_SLICE_START_PTR(*out) + at, msg + g.off, g.size);
+                at += g.size;
+            }
+        }
+        if (pass == 0) *out = grpc_slice_malloc(keep);
+    }
+    return 1;
 }
 
 int sr_meter_collection_key(const uint8_t *msg, size_t len, uint64_t *key, uint32_t *n_items)

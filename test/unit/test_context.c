@@ -456,6 +456,119 @@ static void log_explicitly_empty_service_does_not_replace_context(void **state)
     sr_stream_ctx_deinit(&ctx);
 }
 
+/* OAP's LogReportService on one upstream stream: the first non-empty service it
+ * sees sticks and is set on every later LogData (the handler's setServiceName). */
+struct oap_log_stream {
+    char service[64];
+};
+
+static const char *oap_log_credit(struct oap_log_stream *s, const char *service)
+{
+    if (!s->service[0] && service[0]) {
+        snprintf(s->service, sizeof(s->service), "%s", service);
+        return s->service;
+    }
+    return s->service[0] ? s->service : service;
+}
+
+/* What the receiver does with one message of a stream: strip an explicit empty
+ * context value the stream knows, then apply the context. Returns the message as
+ * sent upstream (prefix + body, owned) and its key. */
+static struct buf receive_log(struct sr_stream_ctx *ctx, struct buf msg, uint64_t *key)
+{
+    grpc_slice stripped, prefix;
+    int r = sr_stream_ctx_strip_empty(&sr_ctx_log, ctx, msg.p, msg.n, &stripped);
+    assert_true(r == 0 || r == 1);
+    if (r == 1) {
+        msg.p = GRPC_SLICE_START_PTR(stripped);
+        msg.n = GRPC_SLICE_LENGTH(stripped);
+    }
+    assert_int_equal(sr_stream_ctx_apply(&sr_ctx_log, ctx, msg.p, msg.n, &prefix, key), 0);
+    struct buf out = concat(GRPC_SLICE_START_PTR(prefix), GRPC_SLICE_LENGTH(prefix), msg.p, msg.n);
+    grpc_slice_unref(prefix);
+    grpc_slice_unref(stripped);
+    return out;
+}
+
+static void log_explicit_empty_service_is_credited_to_its_own_stream_as_agent_direct(void **state)
+{
+    /* three agents' streams, interleaved as one worker receives them: A and B with an
+     * identity, C whose first message says service "" explicitly */
+    static const uint8_t a_empty[] = {0x12, 0x00, 0x22, 0x03, '/', 'a', '2'}; /* service "" */
+    static const uint8_t b_empty[] = {0x12, 0x00, 0x1a, 0x03, 'i', '-', 'b',  /* "", inst i-b */
+                                      0x22, 0x03, '/', 'b', '2'};
+    static const uint8_t c_empty[] = {0x12, 0x00, 0x22, 0x03, '/', 'c', '1'};
+    struct sr_stream_ctx ctx[3];
+    struct oap_log_stream direct[3], up[8];
+    uint64_t up_key[8];
+    size_t n_up = 0;
+    const uint64_t key_a = sr_ctx_key2((const uint8_t *)"svc-a", 5, (const uint8_t *)"inst-a", 6);
+    const char *own[3] = {"svc-a", "svc-b", ""};
+    struct {
+        int stream;
+        struct buf msg;
+        int owned;
+    } seq[] = {
+        {0, pack_log("svc-a", "inst-a", 1, "/a1", "a1"), 1},
+        {1, pack_log("svc-b", "inst-b", 2, "/b1", "b1"), 1},
+        {0, {(uint8_t *)a_empty, sizeof(a_empty)}, 0},
+        {2, {(uint8_t *)c_empty, sizeof(c_empty)}, 0},
+        {1, {(uint8_t *)b_empty, sizeof(b_empty)}, 0},
+        {0, pack_log(NULL, NULL, 3, "/a3", "a3"), 1},
+        {1, pack_log(NULL, NULL, 4, "/b3", "b3"), 1},
+    };
+    (void)state;
+    memset(direct, 0, sizeof(direct));
+    memset(up, 0, sizeof(up));
+    for (int i = 0; i < 3; i++) sr_stream_ctx_init(&ctx[i]);
+
+    for (size_t i = 0; i < ARRAY_LEN(seq); i++) {
+        int st = seq[i].stream;
+        uint64_t key;
+        Skywalking__V3__LogData *raw = skywalking__v3__log_data__unpack(NULL, seq[i].msg.n, seq[i].msg.p);
+        struct buf sent = receive_log(&ctx[st], seq[i].msg, &key);
+        Skywalking__V3__LogData *l = skywalking__v3__log_data__unpack(NULL, sent.n, sent.p);
+        assert_non_null(raw);
+        assert_non_null(l);
+
+        /* every message leaves with its own stream's service (none for C) and its
+         * own fields, and with its own stream's key (0 for C) */
+        assert_string_equal(l->service, own[st]);
+        assert_string_equal(l->endpoint, raw->endpoint);
+        if (raw->serviceinstance[0]) assert_string_equal(l->serviceinstance, raw->serviceinstance);
+        if (st == 0) assert_true(key == key_a);
+        if (st == 1)
+            assert_true(key == sr_ctx_key2((const uint8_t *)"svc-b", 5, (const uint8_t *)l->serviceinstance,
+                                           strlen(l->serviceinstance)));
+        if (st == 2) assert_true(key == 0);
+
+        /* what OAP credits: agent-direct (one upstream stream per agent stream, the
+         * agent's own bytes) and through skyrelay (one upstream stream per key, the
+         * rewritten bytes) agree */
+        const char *want = oap_log_credit(&direct[st], raw->service);
+        size_t u;
+        for (u = 0; u < n_up && up_key[u] != key; u++) {
+        }
+        if (u == n_up) {
+            assert_true(n_up < ARRAY_LEN(up));
+            up_key[n_up++] = key;
+        }
+        const char *got = oap_log_credit(&up[u], l->service);
+        if (strcmp(got, want) != 0)
+            fail_msg("message %zu of stream %d: OAP would credit \"%s\" through skyrelay, \"%s\" direct",
+                     i, st, got, want);
+
+        free(sent.p);
+        skywalking__v3__log_data__free_unpacked(l, NULL);
+        skywalking__v3__log_data__free_unpacked(raw, NULL);
+    }
+    /* the explicit "" did not replace A's context */
+    assert_true(ctx[0].key == key_a);
+    for (size_t i = 0; i < ARRAY_LEN(seq); i++)
+        if (seq[i].owned) free(seq[i].msg.p);
+    for (int i = 0; i < 3; i++) sr_stream_ctx_deinit(&ctx[i]);
+}
+
 static void log_contexts_of_two_streams_do_not_mix(void **state)
 {
     struct sr_stream_ctx c1, c2;
@@ -1080,6 +1193,323 @@ static void als_malformed_message_is_rejected_and_context_unchanged(void **state
     sr_stream_ctx_deinit(&ctx);
 }
 
+/* ---- message-typed context: occurrences merge ---- */
+
+typedef Envoy__Service__Accesslog__V3__StreamAccessLogsMessage__Identifier als_ident;
+
+/* The payload of an Identifier{node{id, cluster}, log_name} (NULL = unset). */
+static struct buf pack_ident(const char *node_id, const char *cluster, const char *log_name)
+{
+    als_ident id = ENVOY__SERVICE__ACCESSLOG__V3__STREAM_ACCESS_LOGS_MESSAGE__IDENTIFIER__INIT;
+    Envoy__Config__Core__V3__Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
+    if (node_id || cluster) {
+        if (node_id) node.id = (char *)node_id;
+        if (cluster) node.cluster = (char *)cluster;
+        id.node = &node;
+    }
+    if (log_name) id.log_name = (char *)log_name;
+    return pack_msg(&id.base);
+}
+
+/* `0a len payload`: one identifier record (payloads here are < 128 bytes). */
+static struct buf ident_record(struct buf payload)
+{
+    uint8_t hdr[2] = {0x0a, (uint8_t)payload.n};
+    assert_true(payload.n < 128);
+    return concat(hdr, 2, payload.p, payload.n);
+}
+
+/* A message: the given identifier records, then HTTP entries (no identifier of its own). */
+static struct buf als_with_records(struct buf records, uint64_t n)
+{
+    struct buf entries = pack_als(NULL, NULL, NULL, 0, n);
+    struct buf m = concat(records.p, records.n, entries.p, entries.n);
+    free(entries.p);
+    return m;
+}
+
+static void als_identifier_in_two_records_is_remembered_as_their_merge(void **state)
+{
+    struct sr_stream_ctx ctx, single;
+    grpc_slice prefix;
+    uint64_t k0, k1, ks;
+    (void)state;
+    sr_stream_ctx_init(&ctx);
+    sr_stream_ctx_init(&single);
+
+    /* Identifier{node{id, cluster}} then Identifier{log_name}: a parser merges them */
+    struct buf pa = pack_ident("sidecar~10.0.0.7~ratings-v1", "ratings", NULL);
+    struct buf pb = pack_ident(NULL, NULL, "als");
+    struct buf ra = ident_record(pa), rb = ident_record(pb);
+    struct buf recs = concat(ra.p, ra.n, rb.p, rb.n);
+    struct buf m0 = als_with_records(recs, 1);
+    struct buf m1 = pack_als(NULL, NULL, NULL, 1, 2);
+
+    als_msg *m = apply_als(&ctx, m0, &prefix, &k0);
+    assert_int_equal(GRPC_SLICE_LENGTH(prefix), 0); /* it carries its identifier */
+    assert_string_equal(m->identifier->node->id, "sidecar~10.0.0.7~ratings-v1");
+    assert_string_equal(m->identifier->log_name, "als");
+    grpc_slice_unref(prefix);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+
+    /* the next message gets ONE record holding both payloads: the merged identifier */
+    struct buf merged_payload = concat(pa.p, pa.n, pb.p, pb.n);
+    struct buf want = ident_record(merged_payload);
+    m = apply_als(&ctx, m1, &prefix, &k1);
+    assert_slice_equals_buf(prefix, want);
+    assert_string_equal(m->identifier->node->id, "sidecar~10.0.0.7~ratings-v1");
+    assert_string_equal(m->identifier->node->cluster, "ratings");
+    assert_string_equal(m->identifier->log_name, "als");
+    assert_als_entries(m, 1, 2);
+    assert_true(k1 == k0);
+    grpc_slice_unref(prefix);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+
+    /* the key is over the merged value: one record with the same bytes, same key */
+    struct buf s0 = als_with_records(want, 3);
+    m = apply_als(&single, s0, NULL, &ks);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    assert_true(ks != 0);
+    assert_true(ks == k0);
+
+    free(pa.p);
+    free(pb.p);
+    free(ra.p);
+    free(rb.p);
+    free(recs.p);
+    free(m0.p);
+    free(m1.p);
+    free(merged_payload.p);
+    free(want.p);
+    free(s0.p);
+    sr_stream_ctx_deinit(&ctx);
+    sr_stream_ctx_deinit(&single);
+}
+
+static void als_identifier_records_merging_the_node_are_kept_whole(void **state)
+{
+    /* Identifier{node{id, cluster}, log_name} then Identifier{node{id}}: protobuf merges
+     * them into node{id: new, cluster}, log_name. The remembered record must be exactly
+     * that merge, i.e. both payloads in one record. (protobuf-c 1.4 cannot decode a
+     * nested message set twice, so bytes are checked here; Java, OAP's, merges them.) */
+    struct sr_stream_ctx ctx;
+    grpc_slice prefix;
+    uint64_t k0, k1;
+    (void)state;
+    sr_stream_ctx_init(&ctx);
+
+    struct buf pa = pack_ident("node-old", "cluster-1", "als");
+    struct buf pb = pack_ident("node-new", NULL, NULL);
+    struct buf ra = ident_record(pa), rb = ident_record(pb);
+    struct buf recs = concat(ra.p, ra.n, rb.p, rb.n);
+    struct buf m0 = als_with_records(recs, 1);
+    struct buf m1 = pack_als(NULL, NULL, NULL, 0, 2);
+    struct buf merged_payload = concat(pa.p, pa.n, pb.p, pb.n);
+    struct buf want = ident_record(merged_payload);
+
+    assert_int_equal(sr_stream_ctx_apply(&sr_ctx_als, &ctx, m0.p, m0.n, &prefix, &k0), 0);
+    assert_int_equal(GRPC_SLICE_LENGTH(prefix), 0);
+    assert_int_equal(sr_stream_ctx_apply(&sr_ctx_als, &ctx, m1.p, m1.n, &prefix, &k1), 0);
+    assert_slice_equals_buf(prefix, want);
+    assert_true(k1 == k0 && k0 != 0);
+    grpc_slice_unref(prefix);
+
+    free(pa.p);
+    free(pb.p);
+    free(ra.p);
+    free(rb.p);
+    free(recs.p);
+    free(m0.p);
+    free(m1.p);
+    free(merged_payload.p);
+    free(want.p);
+    sr_stream_ctx_deinit(&ctx);
+}
+
+static void als_identifier_followed_by_empty_record_replaces_the_context(void **state)
+{
+    struct sr_stream_ctx ctx;
+    grpc_slice prefix;
+    uint64_t k0, k1, k2;
+    (void)state;
+    sr_stream_ctx_init(&ctx);
+
+    struct buf m0 = pack_als("node-1", "cluster-1", "als", 0, 1);
+    /* a new identifier written as a record and an empty record: the merge is the record */
+    struct buf pa = pack_ident("node-2", "cluster-2", "als");
+    struct buf ra = ident_record(pa);
+    static const uint8_t empty_rec[] = {0x0a, 0x00};
+    struct buf recs = concat(ra.p, ra.n, empty_rec, sizeof(empty_rec));
+    struct buf m1 = als_with_records(recs, 2);
+    struct buf m2 = pack_als(NULL, NULL, NULL, 1, 3);
+
+    als_msg *m = apply_als(&ctx, m0, NULL, &k0);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    m = apply_als(&ctx, m1, &prefix, &k1);
+    assert_int_equal(GRPC_SLICE_LENGTH(prefix), 0);
+    assert_string_equal(m->identifier->node->id, "node-2");
+    grpc_slice_unref(prefix);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    assert_true(k1 != k0);
+
+    m = apply_als(&ctx, m2, &prefix, &k2);
+    assert_slice_equals_buf(prefix, ra);
+    assert_string_equal(m->identifier->node->id, "node-2");
+    assert_string_equal(m->identifier->node->cluster, "cluster-2");
+    assert_true(k2 == k1);
+    grpc_slice_unref(prefix);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+
+    free(m0.p);
+    free(pa.p);
+    free(ra.p);
+    free(recs.p);
+    free(m1.p);
+    free(m2.p);
+    sr_stream_ctx_deinit(&ctx);
+}
+
+static void als_explicitly_empty_identifier_is_the_context_from_then_on(void **state)
+{
+    /* a message field has presence: OAP's satellite ALS and eBPF handlers take an
+     * empty identifier/node as the new one (hasIdentifier()), so it is remembered */
+    struct sr_stream_ctx ctx;
+    grpc_slice prefix;
+    uint64_t k0, k2;
+    (void)state;
+    sr_stream_ctx_init(&ctx);
+
+    static const uint8_t empty_rec[] = {0x0a, 0x00};
+    struct buf m0 = pack_als("node-1", "cluster-1", "als", 0, 1);
+    struct buf e = {(uint8_t *)empty_rec, sizeof(empty_rec)};
+    struct buf m1 = als_with_records(e, 2);
+    struct buf m2 = pack_als(NULL, NULL, NULL, 1, 3);
+
+    als_msg *m = apply_als(&ctx, m0, NULL, &k0);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    m = apply_als(&ctx, m1, &prefix, NULL);
+    assert_int_equal(GRPC_SLICE_LENGTH(prefix), 0);
+    grpc_slice_unref(prefix);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+
+    m = apply_als(&ctx, m2, &prefix, &k2);
+    assert_slice_equals_buf(prefix, e);
+    assert_non_null(m->identifier);
+    assert_null(m->identifier->node);
+    assert_als_entries(m, 1, 3);
+    assert_true(k0 != 0);
+    assert_true(k2 == 0); /* an empty identity, as a stream without one */
+    grpc_slice_unref(prefix);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+
+    free(m0.p);
+    free(m1.p);
+    free(m2.p);
+    sr_stream_ctx_deinit(&ctx);
+}
+
+static void context_field_with_another_wire_type_is_an_unknown_field(void **state)
+{
+    /* field 2 of LogData as a varint, field 1 of the ALS message as a varint: a parser
+     * files them as unknown fields, so they neither set nor replace the context */
+    struct sr_stream_ctx log, als;
+    grpc_slice prefix;
+    uint64_t k0, k;
+    (void)state;
+    sr_stream_ctx_init(&log);
+    sr_stream_ctx_init(&als);
+
+    struct buf l0 = pack_log("svc-a", "inst-a", 1, "/a", "a");
+    Skywalking__V3__LogData *l = apply_log(&log, l0, NULL, &k0);
+    protobuf_c_message_free_unpacked(&l->base, NULL);
+    static const uint8_t l1[] = {0x10, 0x05, 0x22, 0x02, '/', 'b'};
+    Skywalking__V3__LogData idonly = SKYWALKING__V3__LOG_DATA__INIT;
+    idonly.service = "svc-a";
+    struct buf want = pack_msg(&idonly.base);
+    assert_int_equal(sr_stream_ctx_apply(&sr_ctx_log, &log, l1, sizeof(l1), &prefix, &k), 0);
+    /* service prepended (the varint is not a service); instance too */
+    assert_true(GRPC_SLICE_LENGTH(prefix) > want.n);
+    assert_memory_equal(GRPC_SLICE_START_PTR(prefix), want.p, want.n);
+    assert_true(k == k0);
+    grpc_slice_unref(prefix);
+
+    struct buf a0 = pack_als("node-1", NULL, "als", 0, 1);
+    als_msg *m = apply_als(&als, a0, NULL, &k0);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    static const uint8_t a1[] = {0x08, 0x07};
+    assert_int_equal(sr_stream_ctx_apply(&sr_ctx_als, &als, a1, sizeof(a1), &prefix, &k), 0);
+    assert_true(GRPC_SLICE_LENGTH(prefix) > 0);
+    assert_int_equal(GRPC_SLICE_START_PTR(prefix)[0], 0x0a);
+    assert_true(k == k0);
+    grpc_slice_unref(prefix);
+
+    free(l0.p);
+    free(want.p);
+    free(a0.p);
+    sr_stream_ctx_deinit(&log);
+    sr_stream_ctx_deinit(&als);
+}
+
+static void strip_empty_drops_only_explicit_empty_values_the_stream_knows(void **state)
+{
+    struct sr_stream_ctx ctx;
+    grpc_slice out;
+    (void)state;
+    sr_stream_ctx_init(&ctx);
+
+    /* nothing known yet: an explicit "" stays (there is nothing to replace it with) */
+    static const uint8_t first[] = {0x12, 0x00, 0x22, 0x01, '/'};
+    assert_int_equal(sr_stream_ctx_strip_empty(&sr_ctx_log, &ctx, first, sizeof(first), &out), 0);
+    assert_int_equal(GRPC_SLICE_LENGTH(out), 0);
+
+    struct buf m0 = pack_log("svc-a", "inst-a", 1, "/a", "a");
+    Skywalking__V3__LogData *l = apply_log(&ctx, m0, NULL, NULL);
+    protobuf_c_message_free_unpacked(&l->base, NULL);
+
+    /* service "x" then "" (the last wins: ""), instance "" and a non-context field
+     * between them: both context fields go, every other byte stays, in order */
+    static const uint8_t m1[] = {0x12, 0x01, 'x', 0x22, 0x02, '/', 'e', 0x12, 0x00, 0x1a, 0x00,
+                                 0x08, 0x07};
+    static const uint8_t want1[] = {0x22, 0x02, '/', 'e', 0x08, 0x07};
+    assert_int_equal(sr_stream_ctx_strip_empty(&sr_ctx_log, &ctx, m1, sizeof(m1), &out), 1);
+    assert_int_equal(GRPC_SLICE_LENGTH(out), sizeof(want1));
+    assert_memory_equal(GRPC_SLICE_START_PTR(out), want1, sizeof(want1));
+    grpc_slice_unref(out);
+
+    /* "" then "y": the value is "y", nothing to strip; no empty at all: nothing either */
+    static const uint8_t m2[] = {0x12, 0x00, 0x12, 0x01, 'y'};
+    assert_int_equal(sr_stream_ctx_strip_empty(&sr_ctx_log, &ctx, m2, sizeof(m2), &out), 0);
+    struct buf m3 = pack_log(NULL, NULL, 2, "/b", "b");
+    assert_int_equal(sr_stream_ctx_strip_empty(&sr_ctx_log, &ctx, m3.p, m3.n, &out), 0);
+    assert_int_equal(GRPC_SLICE_LENGTH(out), 0);
+
+    /* a message consisting of the empty field only */
+    static const uint8_t m4[] = {0x12, 0x00};
+    assert_int_equal(sr_stream_ctx_strip_empty(&sr_ctx_log, &ctx, m4, sizeof(m4), &out), 1);
+    assert_int_equal(GRPC_SLICE_LENGTH(out), 0);
+    grpc_slice_unref(out);
+
+    /* malformed */
+    static const uint8_t bad[] = {0x12, 0x05, 'x'};
+    assert_int_equal(sr_stream_ctx_strip_empty(&sr_ctx_log, &ctx, bad, sizeof(bad), &out),
+                     SR_PB_EMALFORMED);
+
+    /* a message field is never stripped: an empty one has a meaning (presence) */
+    struct sr_stream_ctx als;
+    sr_stream_ctx_init(&als);
+    struct buf a0 = pack_als("node-1", NULL, "als", 0, 1);
+    als_msg *m = apply_als(&als, a0, NULL, NULL);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    static const uint8_t a1[] = {0x0a, 0x00};
+    assert_int_equal(sr_stream_ctx_strip_empty(&sr_ctx_als, &als, a1, sizeof(a1), &out), 0);
+
+    free(m0.p);
+    free(m3.p);
+    free(a0.p);
+    sr_stream_ctx_deinit(&als);
+    sr_stream_ctx_deinit(&ctx);
+}
+
 /* ---- MeterDataCollection ---- */
 
 static struct buf pack_collection(Skywalking__V3__MeterData **items, size_t n)
@@ -1218,6 +1648,8 @@ int main(void)
         cmocka_unit_test(log_first_message_with_only_service_then_instance_builds_up_context),
         cmocka_unit_test(log_repeated_service_in_one_message_remembers_the_last),
         cmocka_unit_test(log_explicitly_empty_service_does_not_replace_context),
+        cmocka_unit_test(log_explicit_empty_service_is_credited_to_its_own_stream_as_agent_direct),
+        cmocka_unit_test(strip_empty_drops_only_explicit_empty_values_the_stream_knows),
         cmocka_unit_test(log_contexts_of_two_streams_do_not_mix),
         cmocka_unit_test(log_same_identity_gives_same_key_across_streams),
         cmocka_unit_test(log_long_identity_key_matches_key2_and_is_carried),
@@ -1232,6 +1664,11 @@ int main(void)
         cmocka_unit_test(als_same_identifier_gives_same_key_across_streams),
         cmocka_unit_test(als_short_identifiers_give_distinct_keys),
         cmocka_unit_test(als_malformed_message_is_rejected_and_context_unchanged),
+        cmocka_unit_test(als_identifier_in_two_records_is_remembered_as_their_merge),
+        cmocka_unit_test(als_identifier_records_merging_the_node_are_kept_whole),
+        cmocka_unit_test(als_identifier_followed_by_empty_record_replaces_the_context),
+        cmocka_unit_test(als_explicitly_empty_identifier_is_the_context_from_then_on),
+        cmocka_unit_test(context_field_with_another_wire_type_is_an_unknown_field),
         cmocka_unit_test(meter_collection_key_uses_last_nonempty_service_and_instance),
         cmocka_unit_test(meter_collection_key_matches_stream_key_for_same_identity),
         cmocka_unit_test(meter_collection_without_identity_has_zero_key_and_counts_items),
