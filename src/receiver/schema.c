@@ -68,6 +68,10 @@ static inline size_t varint(const uint8_t *p, size_t n, uint64_t *v)
         *v = p[0];
         return 1;
     }
+    if (n >= 2 && p[1] < 0x80) {
+        *v = (uint64_t)(p[0] & 0x7f) | ((uint64_t)p[1] << 7);
+        return 2;
+    }
     uint64_t r = 0;
     for (size_t i = 0; i < n && i < 10; i++) {
         r |= (uint64_t)(p[i] & 0x7f) << (7 * i);
@@ -79,25 +83,65 @@ static inline size_t varint(const uint8_t *p, size_t n, uint64_t *v)
     return 0;
 }
 
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* Length of the varint at p[0..n) without its value (VARINT fields are only
+ * skipped): the first byte without the continuation bit, found in one 8-byte
+ * word. Returns 1..10, 0 if truncated or longer than 10 bytes. */
+static inline size_t varint_skip(const uint8_t *p, size_t n)
+{
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n >= 8) {
+        uint64_t stop = ~load64(p) & 0x8080808080808080ULL;
+        if (stop) return (size_t)(__builtin_ctzll(stop) >> 3) + 1;
+        if (n > 8 && p[8] < 0x80) return 9;
+        if (n > 9 && p[9] < 0x80) return 10;
+        return 0;
+    }
+#endif
+    for (size_t i = 0; i < n && i < 10; i++)
+        if (p[i] < 0x80) return i + 1;
+    return 0;
+}
+
 static inline const char *varint_error(size_t avail)
 {
     return avail >= 10 ? "varint longer than 10 bytes" : "truncated varint";
 }
 
+/* Whether p[0..n) is all ASCII: the bytes OR-ed 16 at a time, the tail read as
+ * one overlapping word, so a short or long string costs no per-byte loop. */
+static inline int all_ascii(const uint8_t *p, size_t n)
+{
+    uint64_t acc = 0;
+    if (n >= 8) {
+        const uint8_t *q = p, *e = p + n;
+        while (e - q >= 16) {
+            acc |= load64(q) | load64(q + 8);
+            q += 16;
+        }
+        acc |= load64(e - 8) | (e - q > 8 ? load64(q) : 0);
+    } else if (n >= 4) {
+        uint32_t a, z;
+        memcpy(&a, p, 4);
+        memcpy(&z, p + n - 4, 4);
+        acc = a | z;
+    } else {
+        if (n) acc = p[0] | p[n / 2] | p[n - 1]; /* every byte of 1..3 */
+    }
+    return (acc & 0x8080808080808080ULL) == 0;
+}
+
 /* Returns NULL if p[0..n) is valid UTF-8 (no overlong forms, no surrogates,
- * nothing above U+10FFFF), else what is wrong. */
+ * nothing above U+10FFFF), else what is wrong. The caller tried all_ascii. */
 static const char *utf8_check(const uint8_t *p, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        /* ASCII runs, 8 bytes at a time */
-        while (n - i >= 8) {
-            uint64_t w;
-            memcpy(&w, p + i, 8);
-            if (w & 0x8080808080808080ULL) break;
-            i += 8;
-        }
-        if (i >= n) break;
+    for (size_t i = 0; i < n;) {
         uint8_t c = p[i];
         if (c < 0x80) {
             i++;
@@ -200,56 +244,85 @@ int sr_schema_check(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_
 {
     struct frame st[SR_SCHEMA_MAX_DEPTH];
     unsigned top = 0;
-    size_t pos = 0;
+    const ProtobufCMessageDescriptor *md = d; /* the current message; NULL in a group */
+    size_t pos = 0, end = n;                  /* end of the current message or group */
     const char *reason = NULL;
     const ProtobufCFieldDescriptor *fd = NULL;
     uint32_t num = 0;
 
     st[0] = (struct frame){.d = d, .end = n};
     for (;;) {
-        struct frame *fr = &st[top];
-        size_t end = fr->end, k;
         uint64_t tag, v;
+        size_t k;
+        int wt, want;
 
-        num = 0;
-        fd = NULL;
         if (pos == end) {
-            if (fr->group) {
+            if (st[top].group) {
+                num = 0, fd = NULL;
                 reason = "unterminated group";
                 goto fail;
             }
             if (top == 0) return 0;
             top--;
+            md = st[top].d, end = st[top].end;
             continue;
         }
-        k = varint(b + pos, end - pos, &tag);
-        if (!k) {
-            reason = end - pos >= 10 ? "tag: varint longer than 10 bytes" : "tag: truncated varint";
-            goto fail;
+        fd = NULL;
+        if (b[pos] < 0x80) { /* the tags of fields 1..15: one byte */
+            tag = b[pos++];
+        } else {
+            num = 0;
+            if (!(k = varint(b + pos, end - pos, &tag))) {
+                reason = end - pos >= 10 ? "tag: varint longer than 10 bytes" : "tag: truncated varint";
+                goto fail;
+            }
+            pos += k;
+            if (tag > UINT32_MAX) {
+                reason = "invalid field number";
+                goto fail;
+            }
         }
-        pos += k;
-        if (tag > UINT32_MAX || (tag >> 3) == 0) {
-            reason = "invalid field number";
-            goto fail;
-        }
-        num = (uint32_t)(tag >> 3);
-        int wt = (int)(tag & 7);
-        if (wt > WT_I32) {
-            reason = "invalid wire type";
-            goto fail;
-        }
-        fd = fr->d ? field_find(fr->d, num) : NULL;
+        num = (uint32_t)(tag >> 3); /* 0 is never a known field: refused below */
+        wt = (int)(tag & 7);
 
-        if (fd) {
-            int want = wire_of[fd->type];
-            if (wt != want) {
-                if (wt != WT_LEN || want == WT_LEN || fd->label != PROTOBUF_C_LABEL_REPEATED) {
-                    reason = "wrong wire type for its declared type";
+        if (md && (fd = field_find(md, num))) {
+            switch (fd->type) {
+            case PROTOBUF_C_TYPE_STRING:
+            case PROTOBUF_C_TYPE_BYTES:
+            case PROTOBUF_C_TYPE_MESSAGE:
+                if (wt != WT_LEN) goto wrong_type;
+                if (!(k = varint(b + pos, end - pos, &v))) {
+                    reason = varint_error(end - pos);
                     goto fail;
                 }
-                /* packed repeated scalar */
-                k = varint(b + pos, end - pos, &v);
-                if (!k) {
+                pos += k;
+                if (v > end - pos) {
+                    reason = "length beyond the end of the enclosing message";
+                    goto fail;
+                }
+                if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+                    if (top + 1 >= SR_SCHEMA_MAX_DEPTH) {
+                        reason = "nested deeper than the limit (64)";
+                        goto fail;
+                    }
+                    md = fd->descriptor, end = pos + (size_t)v;
+                    st[++top] = (struct frame){.d = md, .via = fd, .num = num, .end = end};
+                    continue;
+                }
+                /* proto2 strings (label OPTIONAL/REQUIRED; proto/ uses no proto3
+                 * `optional`) are bytes to every parser: no UTF-8 check */
+                if (fd->type == PROTOBUF_C_TYPE_STRING &&
+                    (fd->label == PROTOBUF_C_LABEL_NONE || fd->label == PROTOBUF_C_LABEL_REPEATED) &&
+                    !all_ascii(b + pos, (size_t)v) && (reason = utf8_check(b + pos, (size_t)v)))
+                    goto fail;
+                pos += (size_t)v;
+                continue;
+            default:
+                want = wire_of[fd->type];
+                if (wt == want) break; /* skipped below like an unknown scalar */
+                if (wt != WT_LEN || fd->label != PROTOBUF_C_LABEL_REPEATED) goto wrong_type;
+                /* a packed repeated scalar */
+                if (!(k = varint(b + pos, end - pos, &v))) {
                     reason = varint_error(end - pos);
                     goto fail;
                 }
@@ -262,12 +335,15 @@ int sr_schema_check(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_
                 pos += (size_t)v;
                 continue;
             }
+        } else if (num == 0) {
+            reason = "invalid field number";
+            goto fail;
         }
 
+        /* a known scalar of the right wire type, or an unknown field */
         switch (wt) {
         case WT_VARINT:
-            k = varint(b + pos, end - pos, &v);
-            if (!k) {
+            if (!(k = varint_skip(b + pos, end - pos))) {
                 reason = varint_error(end - pos);
                 goto fail;
             }
@@ -282,9 +358,8 @@ int sr_schema_check(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_
             }
             pos += k;
             break;
-        case WT_LEN:
-            k = varint(b + pos, end - pos, &v);
-            if (!k) {
+        case WT_LEN: /* unknown: bytes */
+            if (!(k = varint(b + pos, end - pos, &v))) {
                 reason = varint_error(end - pos);
                 goto fail;
             }
@@ -293,46 +368,41 @@ int sr_schema_check(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_
                 reason = "length beyond the end of the enclosing message";
                 goto fail;
             }
-            /* proto2 strings (label OPTIONAL/REQUIRED; proto/ uses no proto3
-             * `optional`) are bytes to every parser: no UTF-8 check */
-            if (fd && fd->type == PROTOBUF_C_TYPE_STRING &&
-                (fd->label == PROTOBUF_C_LABEL_NONE || fd->label == PROTOBUF_C_LABEL_REPEATED)) {
-                if ((reason = utf8_check(b + pos, (size_t)v))) goto fail;
-            } else if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE) {
-                if (top + 1 >= SR_SCHEMA_MAX_DEPTH) {
-                    reason = "nested deeper than the limit (64)";
-                    goto fail;
-                }
-                st[++top] = (struct frame){.d = fd->descriptor,
-                                           .via = fd,
-                                           .num = num,
-                                           .end = pos + (size_t)v};
-                continue;
-            }
             pos += (size_t)v;
             break;
-        case WT_SGROUP: /* only unknown fields get here */
+        case WT_SGROUP: /* unknown only: a known field of wire type 3 is wrong_type */
             if (top + 1 >= SR_SCHEMA_MAX_DEPTH) {
                 reason = "nested deeper than the limit (64)";
                 goto fail;
             }
+            md = NULL;
             st[++top] = (struct frame){.num = num, .group = num, .end = end};
             break;
         case WT_EGROUP:
-            if (!fr->group) {
+            if (!st[top].group) {
                 reason = "end of group outside a group";
                 goto fail;
             }
-            if (fr->group != num) {
+            if (st[top].group != num) {
                 reason = "end of group does not match its start";
                 goto fail;
             }
             top--;
+            md = st[top].d, end = st[top].end;
             break;
         default:
             reason = "invalid wire type";
             goto fail;
         }
+        continue;
+    wrong_type:
+        if (wt > WT_I32) {
+            fd = NULL;
+            reason = "invalid wire type";
+        } else {
+            reason = "wrong wire type for its declared type";
+        }
+        goto fail;
     }
 fail:
     if (why) *why = explain(st, top, num, fd, reason);
