@@ -283,6 +283,10 @@ struct call {
     bool als_first_seen;    /* ALS: the first message was read */
     bool als_identified;
     char *als_id;
+
+    /* --fail-id: collectBatch messages held until the half-close (the call is all or nothing) */
+    grpc_byte_buffer **held;
+    size_t nheld, capheld;
 };
 
 struct worker {
@@ -738,6 +742,9 @@ static void call_free(struct call *c)
     if (c->final_buf)
         grpc_byte_buffer_destroy(c->final_buf);
     out_free_all(c);
+    for (size_t i = 0; i < c->nheld; i++)
+        grpc_byte_buffer_destroy(c->held[i]);
+    free(c->held);
     for (size_t i = 0; i < c->n_init_md; i++) {
         grpc_slice_unref(c->init_md[i].key);
         grpc_slice_unref(c->init_md[i].value);
@@ -1032,9 +1039,173 @@ static void echo_message(struct call *c, grpc_byte_buffer *bb)
     echo_pump(c);
 }
 
+/* ---------------------------------------------------------------- poison (--fail-id) -- */
+
+/* --fail-id ID: an OAP that throws on one specific item. A report call carrying an item whose
+ * id (its dedup key: traceSegmentId, the log text, the meter name, the ALS request_id) is a
+ * fail id ends with INTERNAL "fake_oap: poison <id>". Streams (segment, log and meter
+ * `collect`, ALS): the messages read before the poison stay credited, as OAP processed them;
+ * the poison message and the rest of the call are not. collectInSync and collectBatch: the
+ * whole call is refused and nothing of it is credited (collectBatch messages are held until
+ * the half-close for that). */
+#define MAX_FAIL_IDS 16
+static const char *g_fail_ids[MAX_FAIL_IDS];
+static int g_nfail_ids;
+static uint64_t g_poison_refusals; /* calls refused by --fail-id; guarded by g_lock */
+
+/* Copies id into out and returns true if it is a fail id. */
+static bool poison_match(const char *id, char *out, size_t outsz)
+{
+    if (!id || !*id)
+        return false;
+    for (int i = 0; i < g_nfail_ids; i++)
+        if (strcmp(id, g_fail_ids[i]) == 0) {
+            snprintf(out, outsz, "%s", id);
+            return true;
+        }
+    return false;
+}
+
+static const char *poison_meter_name(const Skywalking__V3__MeterData *md)
+{
+    if (md->metric_case == SKYWALKING__V3__METER_DATA__METRIC_SINGLE_VALUE && md->singlevalue)
+        return md->singlevalue->name;
+    if (md->metric_case == SKYWALKING__V3__METER_DATA__METRIC_HISTOGRAM && md->histogram)
+        return md->histogram->name;
+    return NULL;
+}
+
+/* 1 if the message carries a fail id (copied to out), 0 if not, -1 if it does not decode
+ * (the normal path then reports the decode error). */
+static int poison_scan(const struct call *c, grpc_byte_buffer *bb, char *out, size_t outsz)
+{
+    grpc_slice s = tool_bb_flatten(bb);
+    const uint8_t *data = GRPC_SLICE_START_PTR(s);
+    size_t len = GRPC_SLICE_LENGTH(s);
+    int hit = -1;
+    switch (c->kind) {
+    case K_SEGMENT: {
+        Skywalking__V3__SegmentObject *m = skywalking__v3__segment_object__unpack(NULL, len, data);
+        if (m) {
+            hit = poison_match(m->tracesegmentid, out, outsz);
+            skywalking__v3__segment_object__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case K_SEGMENT_SYNC: {
+        Skywalking__V3__SegmentCollection *m =
+            skywalking__v3__segment_collection__unpack(NULL, len, data);
+        if (m) {
+            hit = 0;
+            for (size_t i = 0; i < m->n_segments && !hit; i++)
+                hit = poison_match(m->segments[i]->tracesegmentid, out, outsz);
+            skywalking__v3__segment_collection__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case K_LOG: {
+        Skywalking__V3__LogData *m = skywalking__v3__log_data__unpack(NULL, len, data);
+        if (m) {
+            hit = poison_match(log_id(m), out, outsz);
+            skywalking__v3__log_data__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case K_METER: {
+        Skywalking__V3__MeterData *m = skywalking__v3__meter_data__unpack(NULL, len, data);
+        if (m) {
+            hit = poison_match(poison_meter_name(m), out, outsz);
+            skywalking__v3__meter_data__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case K_METER_BATCH: {
+        Skywalking__V3__MeterDataCollection *m =
+            skywalking__v3__meter_data_collection__unpack(NULL, len, data);
+        if (m) {
+            hit = 0;
+            for (size_t i = 0; i < m->n_meterdata && !hit; i++)
+                hit = poison_match(poison_meter_name(m->meterdata[i]), out, outsz);
+            skywalking__v3__meter_data_collection__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case K_ALS:
+    case K_ALS_SATELLITE: {
+        Envoy__Service__Accesslog__V3__StreamAccessLogsMessage *m =
+            envoy__service__accesslog__v3__stream_access_logs_message__unpack(NULL, len, data);
+        if (m) {
+            hit = 0;
+            if (m->log_entries_case ==
+                    ENVOY__SERVICE__ACCESSLOG__V3__STREAM_ACCESS_LOGS_MESSAGE__LOG_ENTRIES_HTTP_LOGS &&
+                m->http_logs)
+                for (size_t i = 0; i < m->http_logs->n_log_entry && !hit; i++) {
+                    const Envoy__Data__Accesslog__V3__HTTPAccessLogEntry *e =
+                        m->http_logs->log_entry[i];
+                    hit = poison_match(e->request ? e->request->request_id : NULL, out, outsz);
+                }
+            envoy__service__accesslog__v3__stream_access_logs_message__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    default:
+        hit = 0; /* other methods carry no ids */
+        break;
+    }
+    grpc_slice_unref(s);
+    return hit;
+}
+
+/* on_recv, with --fail-id: returns true if it took bb (the call refused as poison, or a
+ * collectBatch message held until the half-close). */
+static bool poison_intercept(struct call *c, grpc_byte_buffer *bb)
+{
+    char id[256];
+    int hit = poison_scan(c, bb, id, sizeof(id));
+    if (hit > 0) {
+        grpc_byte_buffer_destroy(bb);
+        for (size_t i = 0; i < c->nheld; i++) /* collectBatch: nothing of the call counts */
+            grpc_byte_buffer_destroy(c->held[i]);
+        c->nheld = 0;
+        pthread_mutex_lock(&g_lock);
+        g_poison_refusals++;
+        pthread_mutex_unlock(&g_lock);
+        char details[300];
+        snprintf(details, sizeof(details), "fake_oap: poison %s", id);
+        fail_call(c, GRPC_STATUS_INTERNAL, details);
+        return true;
+    }
+    if (hit == 0 && c->kind == K_METER_BATCH) {
+        if (c->nheld == c->capheld) {
+            c->capheld = c->capheld ? c->capheld * 2 : 16;
+            grpc_byte_buffer **n = realloc(c->held, c->capheld * sizeof(*n));
+            if (!n)
+                abort();
+            c->held = n;
+        }
+        c->held[c->nheld++] = bb;
+        start_recv(c);
+        return true;
+    }
+    return false;
+}
+
+/* Half-close of a collectBatch call without poison: its held messages count now. */
+static void poison_release_held(struct call *c)
+{
+    for (size_t i = 0; i < c->nheld; i++) {
+        bump(&c->w->msgs[c->method]);
+        (void)decode_and_credit(c, c->held[i]); /* decoded once already in poison_scan */
+        grpc_byte_buffer_destroy(c->held[i]);
+    }
+    c->nheld = 0;
+}
+
 /* Half-close seen: answer now or queue the reply until due_ms. */
 static void end_of_stream(struct call *c)
 {
+    if (c->nheld)
+        poison_release_held(c);
     finalize(c);
     switch (c->kind) {
     case K_HANG:
@@ -1217,6 +1388,10 @@ static void on_recv(struct call *c, bool ok)
             maybe_free(c);
             return;
         }
+    }
+    if (g_nfail_ids && !opt.count_only && poison_intercept(c, bb)) {
+        maybe_free(c);
+        return;
     }
     bump(&c->w->msgs[c->method]);
     if (c->kind == K_ECHO) {
@@ -1438,6 +1613,7 @@ static void build_summary(struct tool_json *j)
     tool_json_u64(j, "decode_errors", g_st.decode_errors);
     tool_json_u64(j, "rejected_messages", g_st.rejected_messages);
     tool_json_u64(j, "auth_rejected", g_st.auth_rejected);
+    tool_json_u64(j, "poison_refusals", g_poison_refusals);
     tool_map_to_json(&g_st.unimplemented, j, "unimplemented");
     item_stats_json(j, "segments", &g_st.seg, "by_instance", NULL, true);
     item_stats_json(j, "logs", &g_st.log, "by_instance", "unattributed", false);
@@ -1501,6 +1677,7 @@ static void usage(FILE *f)
             "                [--count-only] [--fail-after N] [--fail-status CODE] [--delay-ms MS]\n"
             "                [--max-recv-size BYTES] [--threads N] [--token T] [--ids FILE]\n"
             "                [--hang-method PATH]... [--status-method PATH=CODE]...\n"
+            "                [--fail-id ID]...\n"
             "                [--record-metadata FILE] [--reply-metadata K=V]... [--status-details HEX]\n"
             "A fake SkyWalking OAP node: counts and credits what it receives (docs/test-tools.md).\n"
             "  --listen          address to listen on; port 0 picks a free port, printed as\n"
@@ -1521,6 +1698,10 @@ static void usage(FILE *f)
             "                    deadline or cancel ends them\n"
             "  --status-method P=CODE  answer calls to path P with status CODE (1..16) and\n"
             "                    details 'fake status' (repeatable)\n"
+            "  --fail-id ID      a report call carrying an item with this id (traceSegmentId, log\n"
+            "                    text, meter name, ALS request_id) ends with INTERNAL 'fake_oap:\n"
+            "                    poison ID'; items read before it in a stream stay credited,\n"
+            "                    collectInSync/collectBatch calls are refused whole (repeatable)\n"
             "  --record-metadata FILE  append one line per call: the path, then each request\n"
             "                    metadata entry as key=value, tab-separated\n"
             "  --reply-metadata K=V  add K: V to the initial and trailing metadata of synchronous,\n"
@@ -1560,7 +1741,13 @@ static int parse_args(int argc, char **argv)
             opt.port_file = v;
         else if (strcmp(a, "--token") == 0)
             opt.token = v;
-        else if (strcmp(a, "--hang-method") == 0 || strcmp(a, "--status-method") == 0) {
+        else if (strcmp(a, "--fail-id") == 0) {
+            if (g_nfail_ids >= MAX_FAIL_IDS || !*v) {
+                fprintf(stderr, "fake_oap: bad option or value: %s %s\n", a, v);
+                return -1;
+            }
+            g_fail_ids[g_nfail_ids++] = v;
+        } else if (strcmp(a, "--hang-method") == 0 || strcmp(a, "--status-method") == 0) {
             if (opt.noverrides >= MAX_OVERRIDES || v[0] != '/') {
                 fprintf(stderr, "fake_oap: bad option or value: %s %s\n", a, v);
                 return -1;

@@ -14,6 +14,12 @@
  * on the first message only. Every item has a unique id "<prefix>-<stream>-<seq>[-<k>]" so
  * the receiver can count duplicates. The summary's "expected" block is what a correct
  * pipeline must credit, counted over the calls that ended OK.
+ *
+ * --rate N paces the streams: message i of stream s (0-based) is due at
+ * t0 + (i*streams + s)/N seconds, so the N messages per second are spread evenly over time and
+ * streams; a stream ahead of its schedule waits in its worker's list and the completion-queue
+ * timeout wakes it. --poison-id ID --poison-at K gives item K of stream 0 the id ID (fake_oap
+ * --fail-id refuses it), for fault-containment tests.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -82,6 +88,9 @@ static struct options {
     const char *prefix;
     const char *summary;
     const char *token;
+    uint64_t rate;          /* messages per second over all streams; 0 = as fast as possible */
+    const char *poison_id;  /* item poison_at (1-based) of stream 0 carries this id */
+    uint64_t poison_at;
 } opt = {
     .kind = (enum kind)-1,
     .size = 500,
@@ -139,6 +148,20 @@ static char *pad_str(void)
     return g_pad + (g_pad_cap - g_pad_len);
 }
 
+static bool g_poison_on; /* off while size_padding() measures */
+
+/* The unique id of an item: "<P>-<s>-<seq>", or "<P>-<s>-<seq>-<k>" when k >= 0; or
+ * --poison-id when this is item number --poison-at (1-based, in sending order) of stream 0. */
+static void item_id(char *buf, size_t n, uint64_t s, uint64_t seq, int64_t k, uint64_t item)
+{
+    if (g_poison_on && opt.poison_id && s == 0 && item == opt.poison_at)
+        snprintf(buf, n, "%s", opt.poison_id);
+    else if (k < 0)
+        snprintf(buf, n, "%s-%" PRIu64 "-%" PRIu64, opt.prefix, s, seq);
+    else
+        snprintf(buf, n, "%s-%" PRIu64 "-%" PRIu64 "-%" PRIu64, opt.prefix, s, seq, (uint64_t)k);
+}
+
 /* Every builder packs the message for (stream s, message seq >= 1) into a new slice and
  * returns the number of items (segments, log records, meter data, ALS entries) in it. */
 
@@ -185,7 +208,7 @@ static uint64_t build_segment(uint64_t s, uint64_t seq, const struct ident *id, 
     Skywalking__V3__SpanObject span, *spans[1];
     Skywalking__V3__KeyStringValuePair tag, *tags[1];
     char segid[96], traceid[96];
-    snprintf(segid, sizeof(segid), "%s-%" PRIu64 "-%" PRIu64, opt.prefix, s, seq);
+    item_id(segid, sizeof(segid), s, seq, -1, seq);
     snprintf(traceid, sizeof(traceid), "%s-trace-%" PRIu64 "-%" PRIu64, opt.prefix, s, seq);
     fill_segment(&seg, &span, spans, &tag, tags, id, segid, traceid);
     PACK_INTO_SLICE(skywalking__v3__segment_object, &seg, out);
@@ -209,8 +232,7 @@ static uint64_t build_segment_collection(uint64_t s, uint64_t seq, uint64_t coun
     if (!segs || !psegs || !spans || !pspans || !tags || !ptags || !segid || !traceid)
         abort();
     for (uint64_t k = 0; k < count; k++) {
-        snprintf(segid[k], sizeof(segid[k]), "%s-%" PRIu64 "-%" PRIu64 "-%" PRIu64, opt.prefix,
-                 s, seq, k);
+        item_id(segid[k], sizeof(segid[k]), s, seq, (int64_t)k, (seq - 1) * opt.batch + k + 1);
         snprintf(traceid[k], sizeof(traceid[k]), "%s-trace-%" PRIu64 "-%" PRIu64 "-%" PRIu64,
                  opt.prefix, s, seq, k);
         fill_segment(&segs[k], &spans[k], &pspans[k], &tags[k], &ptags[k], id, segid[k],
@@ -239,7 +261,7 @@ static uint64_t build_log(uint64_t s, uint64_t seq, const struct ident *id, grpc
     Skywalking__V3__LogTags tags;
     Skywalking__V3__KeyStringValuePair tag, *ptag[1];
     char logid[96];
-    snprintf(logid, sizeof(logid), "%s-%" PRIu64 "-%" PRIu64, opt.prefix, s, seq);
+    item_id(logid, sizeof(logid), s, seq, -1, seq);
     skywalking__v3__log_data__init(&ld);
     skywalking__v3__log_data_body__init(&body);
     skywalking__v3__text_log__init(&text);
@@ -295,7 +317,7 @@ static uint64_t build_meter(uint64_t s, uint64_t seq, const struct ident *id, gr
     Skywalking__V3__MeterSingleValue sv;
     Skywalking__V3__Label label, *plabel[1];
     char name[96];
-    snprintf(name, sizeof(name), "%s-%" PRIu64 "-%" PRIu64, opt.prefix, s, seq);
+    item_id(name, sizeof(name), s, seq, -1, seq);
     fill_meter(&md, &sv, &label, plabel, name, (double)seq, id, seq == 1);
     PACK_INTO_SLICE(skywalking__v3__meter_data, &md, out);
     return 1;
@@ -316,8 +338,7 @@ static uint64_t build_meter_batch(uint64_t s, uint64_t seq, const struct ident *
     if (!md || !pmd || !sv || !label || !plabel || !name)
         abort();
     for (uint64_t k = 0; k < b; k++) {
-        snprintf(name[k], sizeof(name[k]), "%s-%" PRIu64 "-%" PRIu64 "-%" PRIu64, opt.prefix, s,
-                 seq, k);
+        item_id(name[k], sizeof(name[k]), s, seq, (int64_t)k, (seq - 1) * b + k + 1);
         fill_meter(&md[k], &sv[k], &label[k], &plabel[k], name[k], (double)k, id, k == 0);
         pmd[k] = &md[k];
     }
@@ -365,8 +386,7 @@ static uint64_t build_als(uint64_t s, uint64_t seq, const struct ident *id, grpc
         envoy__data__accesslog__v3__access_log_common__init(&common[k]);
         envoy__data__accesslog__v3__httprequest_properties__init(&req[k]);
         envoy__data__accesslog__v3__httpresponse_properties__init(&resp[k]);
-        snprintf(rid[k], sizeof(rid[k]), "%s-%" PRIu64 "-%" PRIu64 "-%" PRIu64, opt.prefix, s,
-                 seq, k);
+        item_id(rid[k], sizeof(rid[k]), s, seq, (int64_t)k, (seq - 1) * b + k + 1);
         common[k].sample_rate = 1.0;
         common[k].upstream_cluster = (char *)id->svc;
         common[k].route_name = "loadgen";
@@ -454,6 +474,16 @@ struct tag {
 
 struct lworker;
 
+#define MAX_ERRORS 64 /* failed calls listed in the summary's "errors", per worker thread */
+
+/* One failed call, for the summary: which stream, its status, after how many messages. */
+struct stream_error {
+    uint64_t stream;
+    int status;
+    uint64_t messages; /* messages (sync: segments) this call had sent */
+    char *details;
+};
+
 struct stream {
     struct tag t_send, t_status;
     struct lworker *w;
@@ -465,8 +495,12 @@ struct stream {
     uint64_t call_entries;   /* items sent on the current call */
     uint64_t send_entries;   /* items in the SEND_MESSAGE in flight */
     uint64_t call_messages;  /* messages sent on the current call */
+    uint64_t items_sent;     /* items of this stream sent (sync: in calls that ended OK) */
     bool call_send_failed;
     bool done;
+    bool waiting;            /* --rate: ahead of schedule, in its worker's waiting list */
+    size_t wait_idx;
+    int64_t due_us;
     grpc_byte_buffer *send_buf;
     grpc_metadata md[1];
     grpc_metadata_array recv_initial_md, trailing_md;
@@ -487,6 +521,10 @@ struct lworker {
     uint64_t status[MAX_STATUS + 1]; /* [MAX_STATUS] = other codes */
     char *first_error;
     struct tool_map by_service, by_key;
+    struct stream_error *errors; /* failed calls, in order, at most MAX_ERRORS per worker */
+    size_t nerrors;
+    struct stream **waiting;     /* --rate: streams ahead of schedule */
+    size_t nwaiting, capwaiting;
 };
 
 static grpc_channel **g_channels;
@@ -546,6 +584,93 @@ static void new_call(struct stream *st)
     st->error_string = NULL;
 }
 
+/* ---- --rate pacing ---- */
+
+static int64_t g_t0_us; /* the schedule's origin */
+
+static int64_t now_us(void)
+{
+    gpr_timespec t = gpr_now(GPR_CLOCK_MONOTONIC);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* When message (segment-sync: segment) number idx (0-based) of the stream is due. */
+static int64_t due_us(const struct stream *st, uint64_t idx)
+{
+    return g_t0_us + (int64_t)(((double)idx * (double)opt.streams + (double)st->s) * 1e6 /
+                               (double)opt.rate);
+}
+
+/* With --rate: true if the stream's next message (segment-sync: next call) is not due yet;
+ * the stream then waits in its worker's list until it is (fire_due). */
+static bool pace_wait(struct stream *st)
+{
+    if (!opt.rate)
+        return false;
+    int64_t due = due_us(st, st->seq);
+    if (due <= now_us())
+        return false;
+    struct lworker *w = st->w;
+    if (w->nwaiting == w->capwaiting) {
+        w->capwaiting = w->capwaiting ? w->capwaiting * 2 : 16;
+        struct stream **n = realloc(w->waiting, w->capwaiting * sizeof(*n));
+        if (!n)
+            abort();
+        w->waiting = n;
+    }
+    st->due_us = due;
+    st->waiting = true;
+    st->wait_idx = w->nwaiting;
+    w->waiting[w->nwaiting++] = st;
+    return true;
+}
+
+static void pace_remove(struct stream *st)
+{
+    if (!st->waiting)
+        return;
+    struct lworker *w = st->w;
+    struct stream *last = w->waiting[--w->nwaiting];
+    w->waiting[st->wait_idx] = last;
+    last->wait_idx = st->wait_idx;
+    st->waiting = false;
+}
+
+/* The completion-queue deadline: the earliest due time of a waiting stream, or never. */
+static gpr_timespec pace_deadline(const struct lworker *w)
+{
+    if (!w->nwaiting)
+        return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    int64_t next = w->waiting[0]->due_us;
+    for (size_t i = 1; i < w->nwaiting; i++)
+        if (w->waiting[i]->due_us < next)
+            next = w->waiting[i]->due_us;
+    int64_t d = next - now_us();
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                        gpr_time_from_micros(d > 0 ? d : 0, GPR_TIMESPAN));
+}
+
+static void send_next(struct stream *st);
+static void start_sync_call(struct stream *st);
+
+/* Starts every waiting stream whose next message is due. */
+static void fire_due(struct lworker *w)
+{
+    int64_t now = now_us();
+    for (size_t i = 0; i < w->nwaiting;) {
+        struct stream *st = w->waiting[i];
+        if (st->due_us > now) {
+            i++;
+            continue;
+        }
+        pace_remove(st); /* moves the last one to i */
+        if (opt.kind == K_SEGMENT_SYNC)
+            start_sync_call(st);
+        else
+            send_next(st);
+    }
+}
+
 /* Streaming kinds: the next SEND_MESSAGE (with the initial metadata on the first one and the
  * half-close on the last one). */
 static void send_next(struct stream *st)
@@ -562,7 +687,9 @@ static void send_next(struct stream *st)
     memset(op, 0, sizeof(*op));
     op->op = GRPC_OP_SEND_MESSAGE;
     op->data.send_message.send_message = st->send_buf;
-    if (opt.hint > 1 && st->seq % opt.hint != 0 && !last)
+    /* with --rate, coalesce only when the next message is already due (catching up) */
+    if (opt.hint > 1 && st->seq % opt.hint != 0 && !last &&
+        (!opt.rate || due_us(st, st->seq) <= now_us()))
         op->flags = GRPC_WRITE_BUFFER_HINT;
     op++;
     if (last) {
@@ -600,30 +727,33 @@ static void start_stream(struct stream *st)
 {
     st->w->live++;
     if (opt.kind == K_SEGMENT_SYNC) {
-        start_sync_call(st);
+        if (!pace_wait(st))
+            start_sync_call(st);
         return;
     }
     new_call(st);
     grpc_op ops[3];
     op_recv_status(ops, st);
     start_batch(st, ops, 3, &st->t_status);
-    send_next(st);
+    if (!pace_wait(st))
+        send_next(st);
 }
 
 static void on_send(struct stream *st, bool ok)
 {
     grpc_byte_buffer_destroy(st->send_buf);
     st->send_buf = NULL;
-    if (!ok) {
-        st->call_send_failed = true; /* the status will tell why */
+    if (!ok || st->done) {
+        st->call_send_failed = true; /* the status tells (or told) why */
         return;
     }
     struct lworker *w = st->w;
     w->sent_messages++;
     w->sent_entries += st->send_entries;
+    st->items_sent += st->send_entries;
     st->call_messages++;
     st->call_entries += st->send_entries;
-    if (st->seq < opt.messages)
+    if (st->seq < opt.messages && !pace_wait(st))
         send_next(st);
 }
 
@@ -648,6 +778,7 @@ static void on_status(struct stream *st)
         /* one batch carries the whole unary call: it counts as sent once it succeeded */
         w->sent_messages++;
         w->sent_entries += st->call_entries;
+        st->items_sent += st->call_entries;
     }
     if (st->status == GRPC_STATUS_OK) {
         w->calls_ok++;
@@ -666,6 +797,17 @@ static void on_status(struct stream *st)
                          tool_status_name(st->status), why);
             gpr_free(d);
         }
+        if (w->nerrors < MAX_ERRORS) {
+            if (!w->errors && !(w->errors = calloc(MAX_ERRORS, sizeof(*w->errors))))
+                abort();
+            struct stream_error *e = &w->errors[w->nerrors++];
+            e->stream = st->s;
+            e->status = st->status;
+            e->messages = opt.kind == K_SEGMENT_SYNC ? st->call_entries : st->call_messages;
+            char *d = grpc_slice_to_c_string(st->details);
+            e->details = strdup(*d || !st->error_string ? d : st->error_string);
+            gpr_free(d);
+        }
     }
     if (st->resp)
         grpc_byte_buffer_destroy(st->resp);
@@ -681,11 +823,14 @@ static void on_status(struct stream *st)
         grpc_byte_buffer_destroy(st->send_buf);
         st->send_buf = NULL;
         if (st->status == GRPC_STATUS_OK && st->seq < opt.messages) {
-            start_sync_call(st);
+            if (!pace_wait(st))
+                start_sync_call(st);
             return;
         }
     }
-    /* a streaming call's send batch completes before its status: nothing is in flight now */
+    pace_remove(st); /* a stream cut while it waited for its next message */
+    /* a streaming call's send batch may still complete after its status (a call the server
+     * ended early): on_send or the drain below frees its buffer */
     st->done = true;
     w->live--;
     w->end_s = tool_now_s();
@@ -699,20 +844,34 @@ static void *worker_main(void *arg)
     for (uint64_t s = (uint64_t)w->idx; s < opt.streams; s += opt.threads)
         start_stream(&g_streams[s]);
     while (w->live > 0) {
-        grpc_event ev =
-            grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-        if (ev.type != GRPC_OP_COMPLETE)
+        grpc_event ev = grpc_completion_queue_next(w->cq, pace_deadline(w), NULL);
+        if (ev.type == GRPC_OP_COMPLETE) {
+            struct tag *t = ev.tag;
+            if (t->type == TAG_SEND)
+                on_send((struct stream *)((char *)t - offsetof(struct stream, t_send)),
+                        ev.success);
+            else
+                on_status((struct stream *)((char *)t - offsetof(struct stream, t_status)));
+        } else if (ev.type != GRPC_QUEUE_TIMEOUT) {
             break;
-        struct tag *t = ev.tag;
-        if (t->type == TAG_SEND)
-            on_send((struct stream *)((char *)t - offsetof(struct stream, t_send)), ev.success);
-        else
-            on_status((struct stream *)((char *)t - offsetof(struct stream, t_status)));
+        }
+        if (w->nwaiting)
+            fire_due(w);
     }
     grpc_completion_queue_shutdown(w->cq);
-    while (grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN)
-        ;
+    for (;;) {
+        grpc_event ev =
+            grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        struct tag *t = ev.tag;
+        if (ev.type == GRPC_OP_COMPLETE && t->type == TAG_SEND) {
+            /* a send that completed after its call's status */
+            struct stream *st = (struct stream *)((char *)t - offsetof(struct stream, t_send));
+            grpc_byte_buffer_destroy(st->send_buf);
+            st->send_buf = NULL;
+        }
+    }
     return NULL;
 }
 
@@ -725,6 +884,7 @@ static void usage(FILE *f)
             "               [--size BYTES] [--services S] [--instances I] [--hint K]\n"
             "               [--batch B] [--id-prefix P] [--connections C] [--threads T]\n"
             "               [--summary FILE] [--deadline-ms MS] [--token T] [--method PATH]\n"
+            "               [--rate N] [--poison-id ID --poison-at K]\n"
             "KIND: segment segment-sync segment-legacy log meter meter-batch als als-v2\n"
             "  --streams       concurrent client streams\n"
             "  --messages      messages per stream (segment-sync: segments per stream)\n"
@@ -740,6 +900,10 @@ static void usage(FILE *f)
             "  --deadline-ms   per-call deadline; 0 = none (default 600000)\n"
             "  --token         send metadata 'authentication: T'\n"
             "  --method        send to this path instead of the kind's\n"
+            "  --rate          messages per second over all streams (segment-sync: segments),\n"
+            "                  paced evenly; 0 = as fast as possible (default 0)\n"
+            "  --poison-id     id given to item --poison-at (1-based) of stream 0 instead of its\n"
+            "                  normal id (fake_oap --fail-id refuses it)\n"
             "Exit status 0 if every call ended OK, 1 otherwise, 2 on bad usage.\n");
 }
 
@@ -757,6 +921,8 @@ static const struct num_flag {
     {"--batch", &opt.batch, 1, 1000000},
     {"--connections", &opt.connections, 1, 10000},
     {"--threads", &opt.threads, 1, MAX_THREADS},
+    {"--rate", &opt.rate, 0, 100000000},
+    {"--poison-at", &opt.poison_at, 1, UINT64_MAX / 2},
 };
 
 static int parse_args(int argc, char **argv)
@@ -785,6 +951,10 @@ static int parse_args(int argc, char **argv)
             opt.token = v;
         else if (strcmp(a, "--method") == 0)
             opt.method = v;
+        else if (strcmp(a, "--poison-id") == 0) {
+            bad = !*v || strlen(v) > 80; /* ids live in 96-byte buffers */
+            opt.poison_id = v;
+        }
         else if (strcmp(a, "--deadline-ms") == 0) {
             bad = tool_parse_u64(v, 0, INT64_MAX / 2, &n) != 0;
             opt.deadline_ms = (int64_t)n;
@@ -811,6 +981,10 @@ static int parse_args(int argc, char **argv)
     }
     if (!opt.target || (int)opt.kind < 0 || !opt.streams || !opt.messages) {
         fprintf(stderr, "loadgen: --target, --kind, --streams and --messages are required\n");
+        return -1;
+    }
+    if (!opt.poison_id != !opt.poison_at) {
+        fprintf(stderr, "loadgen: --poison-id and --poison-at go together\n");
         return -1;
     }
     if (opt.threads > opt.streams)
@@ -862,6 +1036,33 @@ static void summary_json(struct tool_json *j, double seconds)
     tool_json_obj_close(j);
     if (first_error)
         tool_json_str_member(j, "first_error", first_error);
+    /* every failed call (up to MAX_ERRORS per thread), by stream */
+    tool_json_arr_open(j, "errors");
+    for (uint64_t s = 0; s < opt.streams; s++) {
+        struct lworker *w = &g_workers[s % opt.threads];
+        for (size_t k = 0; k < w->nerrors; k++) {
+            const struct stream_error *e = &w->errors[k];
+            if (e->stream != s)
+                continue;
+            tool_json_obj_open(j, NULL);
+            tool_json_u64(j, "stream", e->stream);
+            tool_json_i64(j, "code", e->status);
+            tool_json_str_member(j, "status", tool_status_name(e->status));
+            tool_json_u64(j, "messages", e->messages);
+            tool_json_str_member(j, "details", e->details ? e->details : "");
+            tool_json_obj_close(j);
+        }
+    }
+    tool_json_arr_close(j);
+    if (opt.rate)
+        tool_json_u64(j, "target_rate", opt.rate);
+    if (opt.poison_id) {
+        tool_json_obj_open(j, "poison");
+        tool_json_str_member(j, "id", opt.poison_id);
+        tool_json_u64(j, "at", opt.poison_at);
+        tool_json_bool(j, "sent", g_streams[0].items_sent >= opt.poison_at);
+        tool_json_obj_close(j);
+    }
     tool_json_double(j, "seconds", seconds, 3);
     tool_json_double(j, "rate", seconds > 0 ? (double)sent_messages / seconds : 0, 0);
     tool_json_double(j, "entry_rate", seconds > 0 ? (double)sent_entries / seconds : 0, 0);
@@ -887,6 +1088,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN); /* SIGINT/SIGTERM keep their default: stop at once */
     g_start_ms = (int64_t)time(NULL) * 1000;
     size_padding();
+    g_poison_on = true;
 
     grpc_init();
     g_method = grpc_slice_from_static_string(opt.method ? opt.method : kinds[opt.kind].path);
@@ -924,6 +1126,7 @@ int main(int argc, char **argv)
         ident_of(s, &st->id);
     }
     g_streams = streams;
+    g_t0_us = now_us();
     for (uint64_t i = 0; i < opt.threads; i++)
         pthread_create(&g_workers[i].thread, NULL, worker_main, &g_workers[i]);
     for (uint64_t i = 0; i < opt.threads; i++)
@@ -948,6 +1151,10 @@ int main(int argc, char **argv)
         failed += w->calls_failed;
         grpc_completion_queue_destroy(w->cq);
         free(w->first_error);
+        for (size_t k = 0; k < w->nerrors; k++)
+            free(w->errors[k].details);
+        free(w->errors);
+        free(w->waiting);
         tool_map_deinit(&w->by_service);
         tool_map_deinit(&w->by_key);
     }
