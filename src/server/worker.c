@@ -367,9 +367,18 @@ static void process(struct sr_worker *w, struct sr_dcall *dc, grpc_slice body)
     }
     switch (dc->m->kind) {
     case SR_RK_MESSAGE: {
-        grpc_slice prefix = grpc_empty_slice();
+        grpc_slice prefix = grpc_empty_slice(), stripped;
         uint64_t key = 0;
-        int r = dc->m->ctx ? sr_stream_ctx_apply(dc->m->ctx, &dc->ctx, b, n, &prefix, &key)
+        int r;
+        /* an explicit empty context value ("" service) takes the stream's own,
+         * as OAP would give it agent-direct (src/receiver/context.c) */
+        if (dc->m->ctx && sr_stream_ctx_strip_empty(dc->m->ctx, &dc->ctx, b, n, &stripped) == 1) {
+            grpc_slice_unref(body);
+            body = stripped;
+            b = GRPC_SLICE_START_PTR(body);
+            n = GRPC_SLICE_LENGTH(body);
+        }
+        r = dc->m->ctx ? sr_stream_ctx_apply(dc->m->ctx, &dc->ctx, b, n, &prefix, &key)
                            : message_key(dc, b, n, &key);
         if (r < 0) {
             grpc_slice_unref(body);
