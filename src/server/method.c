@@ -79,8 +79,13 @@ static const struct sr_plan plan_segment_sync = {.method = SW "TraceSegmentRepor
                                                  .unit = SR_UNIT_CALL,
                                                  .unary = 1,
                                                  .wrap = 1};
+/* OAP's LogReportServiceGrpcHandler keeps the first non-empty service of an
+ * upstream stream and writes it onto every later LogData of that stream, even
+ * one that carries its own: one upstream stream per (service, instance). */
 static const struct sr_plan plan_log = {.method = SW "LogReportService/collect",
-                                        .unit = SR_UNIT_EVENT};
+                                        .unit = SR_UNIT_EVENT,
+                                        .group_by_key = 1,
+                                        .call_per_group = 1};
 /* OAP credits a whole MeterDataCollection to one instance: one collection per key. */
 static const struct sr_plan plan_meter = {.method = SW "MeterReportService/collectBatch",
                                           .unit = SR_UNIT_GROUP,

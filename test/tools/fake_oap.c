@@ -8,7 +8,7 @@
  * Other paths get UNIMPLEMENTED.
  *
  * Every received item is decoded with protobuf-c and credited the way the OAP receivers do
- * (see docs/test-tools.md): segments per message; logs with the previous service/instance of
+ * (see docs/test-tools.md): segments per message; logs with the first service/previous instance of
  * the stream; meters per stream (collect) or per collection (collectBatch) to the LAST
  * identity seen, dropped without service, instance or timestamp; Envoy ALS entries to the
  * identifier of the FIRST message of the stream (standard service) or of the latest
@@ -472,13 +472,16 @@ static const char *log_id(const Skywalking__V3__LogData *ld)
     }
 }
 
-/* A LogData without service/instance takes the previous non-empty ones of the stream. */
+/* OAP's LogReportServiceGrpcHandler: the first non-empty service of a stream
+ * sticks and is written onto every later LogData of the stream, even one that
+ * carries its own service; serviceInstance is taken as the message has it
+ * (the previous non-empty one when it has none: skyrelay's context rewrite). */
 static int on_log(struct call *c, const uint8_t *data, size_t len)
 {
     Skywalking__V3__LogData *ld = skywalking__v3__log_data__unpack(NULL, len, data);
     if (!ld)
         return -1;
-    if (nonempty(ld->service))
+    if (!c->svc && nonempty(ld->service))
         set_str(&c->svc, ld->service);
     if (nonempty(ld->serviceinstance))
         set_str(&c->inst, ld->serviceinstance);

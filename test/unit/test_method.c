@@ -189,7 +189,9 @@ static void segment_plan_follows_upstream_method_mode(void **state)
     assert_false(p->call_per_group);
 }
 
-static void log_plan_streams_one_message_per_event(void **state)
+/* OAP writes a stream's first service onto every later LogData of it: one
+ * upstream stream per (service, instance), one message per event. */
+static void log_plan_streams_one_upstream_stream_per_identity(void **state)
 {
     (void)state;
     const struct sr_plan *p = sr_plan_for(SR_PIPE_LOG, 0);
@@ -197,8 +199,8 @@ static void log_plan_streams_one_message_per_event(void **state)
     assert_string_equal(p->method, "/skywalking.v3.LogReportService/collect");
     assert_int_equal(p->unit, SR_UNIT_EVENT);
     assert_false(p->unary);
-    assert_false(p->group_by_key);
-    assert_false(p->call_per_group);
+    assert_true(p->group_by_key);
+    assert_true(p->call_per_group);
 }
 
 static void meter_plan_sends_one_collection_per_key(void **state)
@@ -318,7 +320,7 @@ int main(void)
         cmocka_unit_test(collect_is_not_confused_with_collect_in_sync_or_collect_batch),
         cmocka_unit_test(lookup_uses_the_given_length_not_a_terminator),
         cmocka_unit_test(segment_plan_follows_upstream_method_mode),
-        cmocka_unit_test(log_plan_streams_one_message_per_event),
+        cmocka_unit_test(log_plan_streams_one_upstream_stream_per_identity),
         cmocka_unit_test(meter_plan_sends_one_collection_per_key),
         cmocka_unit_test(als_per_identifier_plan_opens_one_standard_stream_per_identity),
         cmocka_unit_test(als_satellite_plan_uses_one_satellite_stream),
