@@ -60,9 +60,19 @@ extern const struct sr_balancer_type sr_balancer_weighted_round_robin;
 /* "fixed": weighted rendezvous hashing of the key over node identities, with
  * an LRU that pins live keys to their node across node set changes. */
 extern const struct sr_balancer_type sr_balancer_fixed;
+/* "least_loaded": power of two random choices among the eligible nodes; the
+ * lower (calls in flight + 1) x peak-EWMA latency / weight wins, latencies
+ * within twice the median counting as equal and a node without a sample as
+ * the median one; ignores the key. */
+extern const struct sr_balancer_type sr_balancer_least_loaded;
+
+/* Reseeds the random draws of b, a "least_loaded" instance (instances are
+ * seeded apart at create; tests use this for reproducible picks). The thread
+ * that owns b. */
+void sr_least_loaded_seed(struct sr_balancer *b, uint64_t seed);
 
 /* Finds a balancer type by its config name ("round_robin",
- * "weighted_round_robin", "fixed"). NULL if unknown. */
+ * "weighted_round_robin", "fixed", "least_loaded"). NULL if unknown. */
 const struct sr_balancer_type *sr_balancer_find(const char *name);
 
 /* Tells b the outcome of a call to n (a node b picked). No-op for balancers

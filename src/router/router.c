@@ -8,6 +8,7 @@ static const struct sr_balancer_type *const registry[] = {
     &sr_balancer_round_robin,
     &sr_balancer_weighted_round_robin,
     &sr_balancer_fixed,
+    &sr_balancer_least_loaded,
 };
 
 const struct sr_balancer_type *sr_balancer_find(const char *name)
