@@ -647,7 +647,10 @@ static void ucall_maybe_done(struct sr_worker *w, struct sr_ucall *uc)
     cls = sr_status_class(status);
     now_us = sr_now_us();
     sr_latency_observe(&w->ctr.upstream_latency[p->id], (uint64_t)(now_us - uc->start_us));
-    if (!uc->hedged) sr_node_observe_latency(node, (uint64_t)(now_us - uc->start_us), now_us);
+    /* only answers that did the work say how loaded the node is: a node that
+     * sheds load with quick errors must not look fast to least_loaded */
+    if (!uc->hedged && status == GRPC_STATUS_OK)
+        sr_node_observe_latency(node, (uint64_t)(now_us - uc->start_us), now_us);
     if (cls != SR_SC_OK) {
         char *d = grpc_slice_to_c_string(uc->details);
         SR_CNT_ADD(w->ctr.pipe[p->id].upstream_failed, 1);
