@@ -152,17 +152,23 @@ static const char *utf8_check(const uint8_t *p, size_t n)
         }
         size_t k;
         uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-        if (c < 0xc2) return c < 0xc0 ? "invalid UTF-8 (stray continuation byte)"
-                                      : "invalid UTF-8 (overlong encoding)";
-        else if (c < 0xe0) k = 1;
+        if (c < 0xc2)
+            return c < 0xc0 ? "invalid UTF-8 (stray continuation byte)"
+                            : "invalid UTF-8 (overlong encoding)";
+        else if (c < 0xe0)
+            k = 1;
         else if (c < 0xf0) {
             k = 2;
-            if (c == 0xe0) lo = 0xa0;      /* overlong */
-            else if (c == 0xed) hi = 0x9f; /* surrogates U+D800..DFFF */
+            if (c == 0xe0)
+                lo = 0xa0; /* overlong */
+            else if (c == 0xed)
+                hi = 0x9f; /* surrogates U+D800..DFFF */
         } else if (c < 0xf5) {
             k = 3;
-            if (c == 0xf0) lo = 0x90;      /* overlong */
-            else if (c == 0xf4) hi = 0x8f; /* above U+10FFFF */
+            if (c == 0xf0)
+                lo = 0x90; /* overlong */
+            else if (c == 0xf4)
+                hi = 0x8f; /* above U+10FFFF */
         } else
             return "invalid UTF-8 (above U+10FFFF)";
         if (n - i - 1 < k) return "invalid UTF-8 (truncated sequence)";
@@ -190,8 +196,10 @@ static inline const ProtobufCFieldDescriptor *field_find(const ProtobufCMessageD
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         if (f[mid].id == num) return &f[mid];
-        if (f[mid].id < num) lo = mid + 1;
-        else hi = mid;
+        if (f[mid].id < num)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -204,7 +212,8 @@ static const char *packed_check(const uint8_t *p, size_t n, int wt)
     for (size_t i = 0; i < n;) {
         uint64_t v;
         size_t k = varint(p + i, n - i, &v);
-        if (!k) return n - i >= 10 ? "packed: varint longer than 10 bytes" : "packed: truncated varint";
+        if (!k)
+            return n - i >= 10 ? "packed: varint longer than 10 bytes" : "packed: truncated varint";
         i += k;
     }
     return NULL;
@@ -232,11 +241,15 @@ static const char *explain(const struct frame *st, unsigned top, uint32_t num,
             i = top - 3;
             continue;
         }
-        if (st[i].group) PUT("group %u: ", st[i].num);
-        else PUT("field %u (%s): ", st[i].num, st[i].via->name);
+        if (st[i].group)
+            PUT("group %u: ", st[i].num);
+        else
+            PUT("field %u (%s): ", st[i].num, st[i].via->name);
     }
-    if (fd) PUT("field %u (%s): ", num, fd->name);
-    else if (num) PUT("field %u: ", num);
+    if (fd)
+        PUT("field %u (%s): ", num, fd->name);
+    else if (num)
+        PUT("field %u: ", num);
     PUT("%s", reason);
 #undef PUT
     return why_buf;
@@ -276,7 +289,8 @@ int sr_schema_check(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_
         } else {
             num = 0;
             if (!(k = varint(b + pos, end - pos, &tag))) {
-                reason = end - pos >= 10 ? "tag: varint longer than 10 bytes" : "tag: truncated varint";
+                reason =
+                    end - pos >= 10 ? "tag: varint longer than 10 bytes" : "tag: truncated varint";
                 goto fail;
             }
             pos += k;
@@ -315,7 +329,8 @@ int sr_schema_check(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_
                 /* proto2 strings (label OPTIONAL/REQUIRED; proto/ uses no proto3
                  * `optional`) are bytes to every parser: no UTF-8 check */
                 if (fd->type == PROTOBUF_C_TYPE_STRING &&
-                    (fd->label == PROTOBUF_C_LABEL_NONE || fd->label == PROTOBUF_C_LABEL_REPEATED) &&
+                    (fd->label == PROTOBUF_C_LABEL_NONE ||
+                     fd->label == PROTOBUF_C_LABEL_REPEATED) &&
                     !all_ascii(b + pos, (size_t)v) && (reason = utf8_check(b + pos, (size_t)v)))
                     goto fail;
                 pos += (size_t)v;

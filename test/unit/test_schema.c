@@ -25,7 +25,8 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-static const ProtobufCMessageDescriptor *const SEGMENT = &skywalking__v3__segment_object__descriptor;
+static const ProtobufCMessageDescriptor *const SEGMENT =
+    &skywalking__v3__segment_object__descriptor;
 
 /* A small byte builder for hand-written encodings. */
 struct buf {
@@ -288,8 +289,8 @@ static void als_message_with_http_entries_passes(void **state)
     node.id = "sidecar~10.0.0.7~orders-5d8f.default~default.svc.cluster.local";
     node.cluster = "orders.default";
     id.node = &node, id.log_name = "als";
-    sa.address = "10.0.0.7", sa.port_specifier_case =
-                                  ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
+    sa.address = "10.0.0.7",
+    sa.port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
     sa.port_value = 8080;
     addr.address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
     addr.socket_address = &sa;
@@ -303,12 +304,14 @@ static void als_message_with_http_entries_passes(void **state)
     resp.response_code = &code, resp.response_body_bytes = 42;
     for (int i = 0; i < 2; i++) {
         e[i].common_properties = &common;
-        e[i].protocol_version = ENVOY__DATA__ACCESSLOG__V3__HTTPACCESS_LOG_ENTRY__HTTPVERSION__HTTP2;
+        e[i].protocol_version =
+            ENVOY__DATA__ACCESSLOG__V3__HTTPACCESS_LOG_ENTRY__HTTPVERSION__HTTP2;
         e[i].request = &req, e[i].response = &resp;
     }
     http.n_log_entry = 2, http.log_entry = es;
     m.identifier = &id;
-    m.log_entries_case = ENVOY__SERVICE__ACCESSLOG__V3__STREAM_ACCESS_LOGS_MESSAGE__LOG_ENTRIES_HTTP_LOGS;
+    m.log_entries_case =
+        ENVOY__SERVICE__ACCESSLOG__V3__STREAM_ACCESS_LOGS_MESSAGE__LOG_ENTRIES_HTTP_LOGS;
     m.http_logs = &http;
     pack(&m.base, &o);
     static const char path[] = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs";
@@ -346,15 +349,16 @@ static void nested_garbage_in_a_span_is_refused(void **state)
 
 static void truncated_varint_is_refused(void **state)
 {
-    static const uint8_t top[] = {0x30, 0x80};           /* isSizeLimited = <cut> */
-    static const uint8_t tag[] = {0x0a, 0x00, 0x80};     /* a tag cut short */
-    static const uint8_t len[] = {0x0a, 0xff};           /* traceId length cut short */
+    static const uint8_t top[] = {0x30, 0x80};              /* isSizeLimited = <cut> */
+    static const uint8_t tag[] = {0x0a, 0x00, 0x80};        /* a tag cut short */
+    static const uint8_t len[] = {0x0a, 0xff};              /* traceId length cut short */
     static const uint8_t span[] = {0x1a, 0x02, 0x08, 0x80}; /* spans[0].spanId cut */
     (void)state;
     assert_refused(SEGMENT, top, sizeof top, "field 6 (isSizeLimited): truncated varint");
     assert_refused(SEGMENT, tag, sizeof tag, "tag: truncated varint");
     assert_refused(SEGMENT, len, sizeof len, "field 1 (traceId): truncated varint");
-    assert_refused(SEGMENT, span, sizeof span, "field 3 (spans): field 1 (spanId): truncated varint");
+    assert_refused(SEGMENT, span, sizeof span,
+                   "field 3 (spans): field 1 (spanId): truncated varint");
 }
 
 static void varint_of_11_bytes_is_refused(void **state)
@@ -405,30 +409,32 @@ static void huge_length_is_refused_without_overflow(void **state)
 
 static void wrong_wire_type_for_a_known_field_is_refused(void **state)
 {
-    static const uint8_t str_as_varint[] = {0x08, 0x01};         /* traceId: varint */
-    static const uint8_t msg_as_i32[] = {0x1d, 0, 0, 0, 0};      /* spans: fixed32 */
-    static const uint8_t int_as_len[] = {0x1a, 0x03, 0x0a, 0x01, 0x01}; /* spanId: LEN */
+    static const uint8_t str_as_varint[] = {0x08, 0x01};                 /* traceId: varint */
+    static const uint8_t msg_as_i32[] = {0x1d, 0, 0, 0, 0};              /* spans: fixed32 */
+    static const uint8_t int_as_len[] = {0x1a, 0x03, 0x0a, 0x01, 0x01};  /* spanId: LEN */
     static const uint8_t bool_as_i64[] = {0x31, 0, 0, 0, 0, 0, 0, 0, 0}; /* isSizeLimited */
-    static const uint8_t msg_as_group[] = {0x1b, 0x1c};          /* spans: group */
+    static const uint8_t msg_as_group[] = {0x1b, 0x1c};                  /* spans: group */
     (void)state;
-    assert_refused(SEGMENT, str_as_varint, sizeof str_as_varint, "field 1 (traceId): wrong wire type");
+    assert_refused(SEGMENT, str_as_varint, sizeof str_as_varint,
+                   "field 1 (traceId): wrong wire type");
     assert_refused(SEGMENT, msg_as_i32, sizeof msg_as_i32, "field 3 (spans): wrong wire type");
     /* a non-repeated scalar does not come packed */
     assert_refused(SEGMENT, int_as_len, sizeof int_as_len,
                    "field 3 (spans): field 1 (spanId): wrong wire type");
-    assert_refused(SEGMENT, bool_as_i64, sizeof bool_as_i64, "field 6 (isSizeLimited): wrong wire type");
+    assert_refused(SEGMENT, bool_as_i64, sizeof bool_as_i64,
+                   "field 6 (isSizeLimited): wrong wire type");
     assert_refused(SEGMENT, msg_as_group, sizeof msg_as_group, "field 3 (spans): wrong wire type");
 }
 
 static void invalid_field_numbers_and_wire_types_are_refused(void **state)
 {
-    static const uint8_t zero[] = {0x00, 0x01};                   /* field 0 */
-    static const uint8_t wt6[] = {0x0e, 0x01};                    /* field 1, wire type 6 */
-    static const uint8_t wt7[] = {0xff, 0x01, 0x01};              /* field 31, wire type 7 */
+    static const uint8_t zero[] = {0x00, 0x01};                          /* field 0 */
+    static const uint8_t wt6[] = {0x0e, 0x01};                           /* field 1, wire type 6 */
+    static const uint8_t wt7[] = {0xff, 0x01, 0x01};                     /* field 31, wire type 7 */
     static const uint8_t tag33[] = {0x80, 0x80, 0x80, 0x80, 0x10, 0x00}; /* tag 2^32 */
     static const uint8_t max[] = {0xf8, 0xff, 0xff, 0xff, 0x0f, 0x01};   /* field 2^29-1 */
-    static const uint8_t fixed32[] = {0x7d, 1, 2, 3};             /* unknown fixed32 cut */
-    static const uint8_t fixed64[] = {0x79, 1, 2, 3, 4, 5, 6, 7}; /* unknown fixed64 cut */
+    static const uint8_t fixed32[] = {0x7d, 1, 2, 3};                    /* unknown fixed32 cut */
+    static const uint8_t fixed64[] = {0x79, 1, 2, 3, 4, 5, 6, 7};        /* unknown fixed64 cut */
     (void)state;
     assert_refused(SEGMENT, zero, sizeof zero, "invalid field number");
     assert_refused(SEGMENT, wt6, sizeof wt6, "field 1: invalid wire type");
@@ -444,16 +450,19 @@ static void assert_utf8(const char *s, const char *want)
 {
     struct buf seg = {.n = 0}, kv = {.n = 0}, span = {.n = 0}, wrap = {.n = 0};
     put_str(&seg, 1, s);
-    if (want) assert_refused(SEGMENT, seg.b, seg.n, "field 1 (traceId): ", want);
-    else assert_valid(SEGMENT, seg.b, seg.n);
+    if (want)
+        assert_refused(SEGMENT, seg.b, seg.n, "field 1 (traceId): ", want);
+    else
+        assert_valid(SEGMENT, seg.b, seg.n);
     put_str(&kv, 1, "k");
     put_str(&kv, 2, s);
     put_len(&span, 12, kv.b, kv.n);
     put_len(&wrap, 3, span.b, span.n);
     if (want)
-        assert_refused(SEGMENT, wrap.b, wrap.n, "field 3 (spans): field 12 (tags): field 2 (value): ",
-                       want);
-    else assert_valid(SEGMENT, wrap.b, wrap.n);
+        assert_refused(SEGMENT, wrap.b, wrap.n,
+                       "field 3 (spans): field 12 (tags): field 2 (value): ", want);
+    else
+        assert_valid(SEGMENT, wrap.b, wrap.n);
 }
 
 static void invalid_utf8_in_a_string_is_refused(void **state)
@@ -567,7 +576,8 @@ static void packed_and_unpacked_repeated_ints_both_pass(void **state)
     assert_refused(h, o.b, o.n, "field 13 (positive_delta): packed: truncated varint");
     o.n = 0;
     put_len(&o, 14, d, 12);
-    assert_refused(h, o.b, o.n, "field 14 (positive_count): packed fixed64 length not a multiple of 8");
+    assert_refused(h, o.b, o.n,
+                   "field 14 (positive_count): packed fixed64 length not a multiple of 8");
     o.n = 0;
     put_tag(&o, 14, 0); /* a double as a varint */
     put_varint(&o, 1);
@@ -683,11 +693,13 @@ static void method_paths_map_to_what_the_client_sends(void **state)
         const char *path;
         const ProtobufCMessageDescriptor *d;
     } cases[] = {
-        {"/skywalking.v3.TraceSegmentReportService/collect", &skywalking__v3__segment_object__descriptor},
+        {"/skywalking.v3.TraceSegmentReportService/collect",
+         &skywalking__v3__segment_object__descriptor},
         {"/TraceSegmentReportService/collect", &skywalking__v3__segment_object__descriptor},
         {"/skywalking.v3.TraceSegmentReportService/collectInSync",
          &skywalking__v3__segment_collection__descriptor},
-        {"/TraceSegmentReportService/collectInSync", &skywalking__v3__segment_collection__descriptor},
+        {"/TraceSegmentReportService/collectInSync",
+         &skywalking__v3__segment_collection__descriptor},
         {"/skywalking.v3.MeterReportService/collectBatch",
          &skywalking__v3__meter_data_collection__descriptor},
         {"/MeterReportService/collect", &skywalking__v3__meter_data__descriptor},
@@ -696,7 +708,8 @@ static void method_paths_map_to_what_the_client_sends(void **state)
          &envoy__service__accesslog__v3__stream_access_logs_message__descriptor},
         {"/envoy.service.metrics.v2.MetricsService/StreamMetrics",
          &envoy__service__metrics__v3__stream_metrics_message__descriptor},
-        {"/skywalking.v3.ManagementService/keepAlive", &skywalking__v3__instance_ping_pkg__descriptor},
+        {"/skywalking.v3.ManagementService/keepAlive",
+         &skywalking__v3__instance_ping_pkg__descriptor},
         {"/ProfileTask/collectSnapshot", &skywalking__v3__thread_snapshot__descriptor},
     };
     static const char *const none[] = {
