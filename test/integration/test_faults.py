@@ -342,8 +342,8 @@ class FrozenNode(FaultCase):
         for kind, n in want.items():
             got = len(ids[kind])
             sent = (results.get(kind, (None,))[0] or {}).get("sent_entries")
-            if not self.check(got == n, "%s: %d of %d ids reached OAP (%d lost; loadgen sent "
-                              "%s, skyrelay received %s, dropped %s)"
+            if not self.check(got == n, "%s: %d of %d ids reached OAP (%d missing; loadgen sent "
+                              "%s, skyrelay accepted %s, dropped %s)"
                               % (kind, got, n, n - got, sent,
                                  mval(m, M_RECEIVED, pipe=kind), dropped(m, kind))):
                 self._show_missing(kind, ids[kind], side)
