@@ -84,6 +84,15 @@ static void unset_shipped_env(void)
     free(text);
 }
 
+/* Equal strings, or both NULL. */
+static void assert_str_same(const char *a, const char *b)
+{
+    if (!a || !b)
+        assert_ptr_equal(a, b);
+    else
+        assert_string_equal(a, b);
+}
+
 static void assert_config_equal(const struct sr_config *a, const struct sr_config *b)
 {
     assert_string_equal(a->server.address, b->server.address);
@@ -93,24 +102,26 @@ static void assert_config_equal(const struct sr_config *a, const struct sr_confi
     assert_int_equal(a->server.keepalive_time_ms, b->server.keepalive_time_ms);
     assert_int_equal(a->server.keepalive_timeout_ms, b->server.keepalive_timeout_ms);
     assert_int_equal(a->server.http2_bdp_probe, b->server.http2_bdp_probe);
-    assert_null(a->server.authentication);
-    assert_null(b->server.authentication);
-    assert_null(a->upstream.authentication);
-    assert_null(b->upstream.authentication);
+    assert_str_same(a->server.authentication, b->server.authentication);
+    assert_str_same(a->upstream.authentication, b->upstream.authentication);
     assert_int_equal(a->upstream.sync_timeout_ms, b->upstream.sync_timeout_ms);
     assert_int_equal(a->upstream.stall_timeout_ms, b->upstream.stall_timeout_ms);
     assert_int_equal(a->upstream.max_inflight_per_node, b->upstream.max_inflight_per_node);
     assert_int_equal(a->queue.total_max_bytes, b->queue.total_max_bytes);
-    assert_null(a->queue.dead_letter_dir);
-    assert_null(b->queue.dead_letter_dir);
+    assert_str_same(a->queue.dead_letter_dir, b->queue.dead_letter_dir);
     assert_int_equal(a->upstream.finder, b->upstream.finder);
     assert_int_equal(a->upstream.refresh_interval_ms, b->upstream.refresh_interval_ms);
     assert_int_equal(a->upstream.kubernetes.kind, b->upstream.kubernetes.kind);
     assert_int_equal(a->upstream.kubernetes.extra_port, b->upstream.kubernetes.extra_port);
     assert_int_equal(a->upstream.kubernetes.insecure_skip_verify,
                      b->upstream.kubernetes.insecure_skip_verify);
-    assert_null(a->upstream.kubernetes.label_selector);
-    assert_null(b->upstream.kubernetes.label_selector);
+    assert_str_same(a->upstream.kubernetes.namespaces, b->upstream.kubernetes.namespaces);
+    assert_str_same(a->upstream.kubernetes.label_selector, b->upstream.kubernetes.label_selector);
+    assert_str_same(a->upstream.kubernetes.field_selector, b->upstream.kubernetes.field_selector);
+    assert_str_same(a->upstream.kubernetes.api_server, b->upstream.kubernetes.api_server);
+    assert_str_same(a->upstream.kubernetes.bearer_token_file,
+                    b->upstream.kubernetes.bearer_token_file);
+    assert_str_same(a->upstream.kubernetes.ca_file, b->upstream.kubernetes.ca_file);
     assert_int_equal(a->server.max_connections, b->server.max_connections);
     assert_int_equal(a->server.max_connection_age_ms, b->server.max_connection_age_ms);
     assert_int_equal(a->server.max_connection_age_grace_ms, b->server.max_connection_age_grace_ms);
@@ -118,8 +129,7 @@ static void assert_config_equal(const struct sr_config *a, const struct sr_confi
     assert_int_equal(a->telemetry.export_prometheus, b->telemetry.export_prometheus);
     assert_int_equal(a->telemetry.export_metrics_service, b->telemetry.export_metrics_service);
     assert_string_equal(a->telemetry.service, b->telemetry.service);
-    assert_null(a->telemetry.instance);
-    assert_null(b->telemetry.instance);
+    assert_str_same(a->telemetry.instance, b->telemetry.instance);
     assert_int_equal(a->telemetry.interval_ms, b->telemetry.interval_ms);
 
     assert_int_equal(a->upstream.n_nodes, b->upstream.n_nodes);
@@ -177,6 +187,81 @@ static void defaults_match_shipped_yaml(void **state)
     assert_int_equal(defaults.log.level, SR_LOG_INFO);
     sr_config_deinit(&defaults);
     done(&r);
+}
+
+/* Each variable the shipped file reads per pipe (or for all pipes) lands on the same
+ * settings whatever the layout of the file: loading with it set gives the defaults with
+ * exactly those fields changed. */
+static void shipped_yaml_wires_env_names_to_their_settings(void **state)
+{
+#define PF(m) offsetof(struct sr_pipe_config, m)
+#define ONE(p) (1u << (p))
+#define ALL ((1u << SR_PIPE_COUNT) - 1)
+    static const struct {
+        const char *env, *value;
+        size_t field; /* a 32-bit field of struct sr_pipe_config */
+        uint32_t want;
+        unsigned pipes; /* the pipes that get it */
+    } cases[] = {
+        {"SATELLITE_TRACINGPIPE_SENDER_MAX_BUFFER_SIZE", "17", PF(sender.max_batch_events), 17,
+         ONE(SR_PIPE_SEGMENT)},
+        {"SATELLITE_TRACINGPIPE_SENDER_FLUSH_TIME", "21", PF(sender.linger_ms), 21,
+         ONE(SR_PIPE_SEGMENT)},
+        {"SATELLITE_LOGPIPE_SENDER_MAX_BUFFER_SIZE", "18", PF(sender.max_batch_events), 18,
+         ONE(SR_PIPE_LOG)},
+        {"SATELLITE_LOGPIPE_SENDER_FLUSH_TIME", "22", PF(sender.linger_ms), 22, ONE(SR_PIPE_LOG)},
+        {"SATELLITE_METERPIPE_SENDER_MAX_BUFFER_SIZE", "19", PF(sender.max_batch_events), 19,
+         ONE(SR_PIPE_METER)},
+        {"SATELLITE_METERPIPE_SENDER_FLUSH_TIME", "23", PF(sender.linger_ms), 23,
+         ONE(SR_PIPE_METER)},
+        {"SATELLITE_ENVOY_ALS_V3_PIPE_SENDER_MAX_BUFFER_SIZE", "24", PF(sender.max_batch_events),
+         24, ONE(SR_PIPE_ALS)},
+        {"SATELLITE_ENVOY_ALS_V2_PIPE_SENDER_MAX_BUFFER_SIZE", "25", PF(sender.max_batch_events),
+         25, ONE(SR_PIPE_ALS)},
+        {"SATELLITE_ENVOY_ALS_V3_PIPE_SENDER_FLUSH_TIME", "26", PF(sender.linger_ms), 26,
+         ONE(SR_PIPE_ALS)},
+        {"SATELLITE_ENVOY_ALS_V2_PIPE_SENDER_FLUSH_TIME", "27", PF(sender.linger_ms), 27,
+         ONE(SR_PIPE_ALS)},
+        {"SATELLITE_QUEUE_EVENT_BUFFER_SIZE", "77", PF(queue.max_events), 77, ALL},
+        /* the meter pipe routes by instance whatever the variable says */
+        {"SKYRELAY_ROUTING_POLICY", "least_loaded", PF(routing.policy), SR_ROUTE_LEAST_LOADED,
+         ALL & ~ONE(SR_PIPE_METER)},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sr_config want;
+        struct run r;
+        size_t n;
+        FILE *f = open_memstream(&r.err, &n);
+        unset_shipped_env();
+        setenv(cases[i].env, cases[i].value, 1);
+        r.rc = sr_config_load(&r.cfg, SHIPPED, f);
+        fclose(f);
+        unsetenv(cases[i].env);
+        assert_string_equal(r.err, "");
+        assert_int_equal(r.rc, 0);
+        sr_config_defaults(&want);
+        for (int p = 0; p < SR_PIPE_COUNT; p++)
+            if (cases[i].pipes & ONE(p))
+                memcpy((char *)&want.pipes[p] + cases[i].field, &cases[i].want, sizeof(uint32_t));
+        assert_config_equal(&r.cfg, &want);
+        sr_config_deinit(&want);
+        done(&r);
+    }
+    /* the V3 name wins over the V2 one */
+    setenv("SATELLITE_ENVOY_ALS_V3_PIPE_SENDER_FLUSH_TIME", "31", 1);
+    setenv("SATELLITE_ENVOY_ALS_V2_PIPE_SENDER_FLUSH_TIME", "32", 1);
+    struct run r;
+    size_t n;
+    FILE *f = open_memstream(&r.err, &n);
+    r.rc = sr_config_load(&r.cfg, SHIPPED, f);
+    fclose(f);
+    unset_shipped_env();
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.cfg.pipes[SR_PIPE_ALS].sender.linger_ms, 31);
+    done(&r);
+#undef PF
+#undef ONE
+#undef ALL
 }
 
 /* Every documented key, as the shipped file spells it. */
@@ -792,6 +877,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_match_shipped_yaml),
         cmocka_unit_test(shipped_yaml_lists_every_key_with_a_comment),
+        cmocka_unit_test(shipped_yaml_wires_env_names_to_their_settings),
         cmocka_unit_test(env_placeholder_uses_env_then_default),
         cmocka_unit_test(empty_env_falls_back_to_default),
         cmocka_unit_test(placeholder_without_default_is_empty_when_unset),
