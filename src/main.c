@@ -264,6 +264,7 @@ static int run(const struct sr_config *cfg)
     const char *addr = cfg->server.address; /* the loader made ":port" 0.0.0.0:port */
     int port, rc = 1;
     bool start_failed = false;
+    const struct sr_finder_type *finder = NULL;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
     memset(&rt, 0, sizeof(rt));
@@ -375,15 +376,10 @@ static int run(const struct sr_config *cfg)
         }
     }
     uv_async_init(&loop, &pending_nodes.async, on_pending_nodes);
-    if (cfg->upstream.finder == SR_FINDER_KUBERNETES &&
-        sr_k8s_finder_start(&cfg->upstream.kubernetes, publish_from_thread, NULL) != 0) {
-        SR_ERROR("main", "cannot start the Kubernetes finder; stopping");
-        on_signal(&sig_term, SIGTERM);
-        start_failed = true;
-    }
-    if (cfg->upstream.finder == SR_FINDER_DNS &&
-        sr_dns_finder_start(&loop, cfg, publish_on_main, NULL) != 0) {
-        SR_ERROR("main", "cannot start the DNS finder; stopping");
+    finder = sr_finder_for(cfg->upstream.finder);
+    if (finder && finder->start(&loop, cfg, finder->own_thread ? publish_from_thread : publish_on_main,
+                                NULL) != 0) {
+        SR_ERROR("main", "cannot start the %s finder; stopping", finder->name);
         on_signal(&sig_term, SIGTERM);
         start_failed = true;
     }
@@ -392,8 +388,7 @@ static int run(const struct sr_config *cfg)
 
     /* Drained (or gave up): tear down in gRPC's order. */
     sr_admin_stop(); /* before the walk: it frees its connections itself */
-    if (cfg->upstream.finder == SR_FINDER_DNS) sr_dns_finder_stop();
-    if (cfg->upstream.finder == SR_FINDER_KUBERNETES) sr_k8s_finder_stop();
+    if (finder) finder->stop();
     uv_walk(&loop, close_handle, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);

@@ -6,6 +6,7 @@
 #ifndef SKYRELAY_DISCOVERY_H
 #define SKYRELAY_DISCOVERY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,13 +31,32 @@ struct sr_discovery_stats {
     uint64_t nodes;      /* nodes in the last list */
 };
 
+struct uv_loop_s;
+
+/* A finder, as main sees it: one const table per implementation, listed in
+ * src/discovery/registry.c (adding a finder = its file + one registry line). */
+struct sr_finder_type {
+    const char *name; /* as in upstream.finder */
+    bool own_thread;  /* publishes from its own threads (else on the main loop) */
+    /* Starts producing node lists (cfg borrowed; must outlive the finder).
+     * Returns 0 or -1 (the finder logged why). Main thread. */
+    int (*start)(struct uv_loop_s *loop, const struct sr_config *cfg, sr_nodes_publish_fn publish,
+                 void *arg);
+    /* Stops it; publish is not called after it returns. Main thread. */
+    void (*stop)(void);
+    /* Its counters. Any thread. */
+    void (*stats)(struct sr_discovery_stats *out);
+};
+
+/* The finder of upstream.finder (enum sr_finder). NULL for an unknown value. */
+const struct sr_finder_type *sr_finder_for(int finder);
+
 /* DNS finder: every upstream.refresh_interval (first at once), resolves each
  * upstream.addresses entry "name:port" with uv_getaddrinfo on `loop` (libuv's
  * thread pool: the loop never blocks); every A/AAAA record is a node
  * "ip:port" with the entry's weight (a headless Service gives one per pod).
  * A name that fails to resolve keeps its previous records (a DNS hiccup does
  * not empty the node set). Publishes when the set changed. Main thread. */
-struct uv_loop_s;
 int sr_dns_finder_start(struct uv_loop_s *loop, const struct sr_config *cfg,
                         sr_nodes_publish_fn publish, void *arg);
 void sr_dns_finder_stop(void);

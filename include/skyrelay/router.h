@@ -26,6 +26,9 @@ struct sr_balancer_opts {
 
 struct sr_balancer_type {
     const char *name;
+    /* Routes by the event key: batches are split into key groups, each
+     * picked on its own (and never moved to another node to even out load). */
+    bool keyed;
     /* Returns owned, or NULL on allocation failure. Borrows up (must outlive
      * the instance) and opts (only during the call; may be NULL). */
     struct sr_balancer *(*create)(struct sr_upstream *up, const struct sr_balancer_opts *opts);

@@ -167,6 +167,7 @@ static void fixed_inherit(struct sr_balancer *b, struct sr_balancer *prev)
 
 const struct sr_balancer_type sr_balancer_fixed = {
     .name = "fixed",
+    .keyed = true,
     .create = fixed_create,
     .destroy = fixed_destroy,
     .pick = fixed_pick,

@@ -794,7 +794,11 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
         p->token = cfg->upstream.authentication && cfg->upstream.authentication[0]
                        ? cfg->upstream.authentication
                        : NULL;
-        p->key_routing = pc->routing.policy == SR_ROUTE_FIXED;
+        {
+            const struct sr_balancer_type *bt =
+                sr_balancer_find(sr_routing_policy_name(pc->routing.policy));
+            p->key_routing = bt && bt->keyed;
+        }
         p->keyed = p->plan->group_by_key || p->key_routing;
         if (!pc->enabled) continue;
         /* The pipe's bounds are split evenly over the worker partitions. */
