@@ -183,6 +183,12 @@ int sr_config_parse_nodes(const char *list, struct sr_node_config **nodes, size_
 /* Frees what sr_config_load allocated and zeroes *cfg (calling it twice is harmless). */
 void sr_config_deinit(struct sr_config *cfg);
 
+/* Writes the effective configuration to `out` as YAML (skyrelay --print-config): every key,
+ * every pipe in full, placeholders already substituted. sr_config_load reads it back to the
+ * same config, except that server.authentication and upstream.authentication, when set,
+ * are written as "<redacted>". Borrows cfg. Returns 0, or -1 when writing failed. */
+int sr_config_print(const struct sr_config *cfg, FILE *out);
+
 /* Name of a routing policy as used in YAML and by the balancer registry. */
 const char *sr_routing_policy_name(int policy);
 

@@ -10,9 +10,12 @@
  *
  * Values are bound into a scratch copy (struct scratch): the public struct is
  * only written when the whole document is valid. The scratch also holds the
- * top-level `queue:` section, which is the default of every pipe's queue and
- * can be bound before or after `pipes:`; the per-pipe values are resolved
- * after the walk, from which keys were actually set.
+ * sections that only supply defaults of every pipe, the top-level `queue:`
+ * and `pipe_defaults:`, which may come before or after `pipes:`; the per-pipe
+ * values are resolved after the walk, from which keys were actually set
+ * (resolve_pipes: built-in < queue < pipe_defaults < pipes.<name>, and a
+ * pipe's built-in specific, such as meter routing `fixed`, counts as set at
+ * pipe level).
  *
  * Defaults allocate nothing: the two pointer fields point at static storage
  * until a value is bound, and sr_config_deinit frees only what is not static. */
@@ -53,6 +56,12 @@ static const struct sr_sender_config default_sender = {
     .max_batch_bytes = 4 * MIB,
     .linger_ms = 1000,
     .max_inflight = 4,
+};
+
+static const struct sr_routing_config default_routing = {
+    .policy = SR_ROUTE_ROUND_ROBIN,
+    .lru_size = 5000,
+    .lru_ttl_ms = 180 * SEC,
 };
 
 static const char *const pipe_names[SR_PIPE_COUNT] = {
@@ -99,11 +108,11 @@ void sr_config_defaults(struct sr_config *cfg)
         cfg->pipes[i].mode = 0; /* SR_SEGMENT_COLLECT, SR_ALS_PER_IDENTIFIER */
         cfg->pipes[i].queue = default_queue;
         cfg->pipes[i].sender = default_sender;
-        cfg->pipes[i].routing.policy = SR_ROUTE_ROUND_ROBIN;
-        cfg->pipes[i].routing.lru_size = 5000;
-        cfg->pipes[i].routing.lru_ttl_ms = 180 * SEC;
+        cfg->pipes[i].routing = default_routing;
     }
-    /* OAP's meter analysis keeps per-instance state on one node: route meters by instance. */
+    /* Per-pipe specifics: whatever differs here from default_queue/_sender/_routing behaves
+     * as if set under pipes.<name>, so pipe_defaults does not override it (resolve_pipes).
+     * OAP's meter analysis keeps per-instance state on one node: route meters by instance. */
     cfg->pipes[SR_PIPE_METER].routing.policy = SR_ROUTE_FIXED;
 
     cfg->log.level = SR_LOG_INFO;
@@ -153,30 +162,13 @@ const char *sr_pipe_name(enum sr_pipe_id id)
 /* ---- the schema ---- */
 
 struct scratch {
-    struct sr_config cfg;
+    struct sr_config cfg; /* first: a key of cfg has the same offset in both */
     struct sr_queue_config queue; /* top-level `queue:`: the default of every pipe */
+    struct sr_pipe_config pd;     /* `pipe_defaults:` (queue, sender, routing; set keys only) */
 };
 
-enum ktype {
-    K_BOOL,
-    K_U32,      /* uint32_t */
-    K_SIZE,     /* uint64_t bytes */
-    K_DURATION, /* uint32_t milliseconds */
-    K_LISTEN,   /* char *, a listen address */
-    K_STRING,   /* char *, owned, NULL = empty */
-    K_EXPORT,   /* telemetry.export: comma list of prometheus, metrics_service, none */
-    K_NODES,    /* upstream.nodes / n_nodes */
-    K_LEVEL,    /* int, enum sr_log_level */
-    K_ENUM,     /* int, index into names */
-};
-
-struct key {
-    const char *path;
-    enum ktype type;
-    size_t off; /* into struct scratch */
-    uint64_t min, max;
-    const char *const *names; /* K_ENUM */
-};
+/* The row type, struct sr_config_key, is in internal.h: the printer (print.c) walks the
+ * same table. */
 
 static const char *const segment_methods[] = {
     [SR_SEGMENT_COLLECT] = "collect", [SR_SEGMENT_COLLECT_IN_SYNC] = "collect_in_sync", NULL};
@@ -199,25 +191,22 @@ static const char *const als_methods[] = {
     {prefix "queue.max_bytes", K_SIZE, OFF(q.max_bytes), 1, 64 * GIB, NULL},                      \
     {prefix "queue.full_wait", K_DURATION, OFF(q.full_wait_ms), 0, 10 * MIN, NULL}
 
+/* The keys a pipe inherits: under pipes.<name>. and pipe_defaults. (p: a struct sr_pipe_config) */
+#define PIPE_SETTINGS(prefix, p)                                                                  \
+    QUEUE_KEYS(prefix, p.queue),                                                                  \
+    {prefix "sender.max_batch_events", K_U32, OFF(p.sender.max_batch_events), 1, 100000, NULL},   \
+    {prefix "sender.max_batch_bytes", K_SIZE, OFF(p.sender.max_batch_bytes), 1, 1 * GIB, NULL},   \
+    {prefix "sender.linger", K_DURATION, OFF(p.sender.linger_ms), 1, 60 * SEC, NULL},             \
+    {prefix "sender.max_inflight", K_U32, OFF(p.sender.max_inflight), 1, 64, NULL},               \
+    {prefix "routing.policy", K_ENUM, OFF(p.routing.policy), 0, 0, routing_policies},             \
+    {prefix "routing.lru_size", K_U32, OFF(p.routing.lru_size), 1, 1u << 24, NULL},               \
+    {prefix "routing.lru_ttl", K_DURATION, OFF(p.routing.lru_ttl_ms), 1000, 24 * HOUR, NULL}
+
 #define PIPE_KEYS(name, id)                                                                       \
     {"pipes." name ".enabled", K_BOOL, OFF(cfg.pipes[id].enabled), 0, 0, NULL},                   \
-    QUEUE_KEYS("pipes." name ".", cfg.pipes[id].queue),                                           \
-    {"pipes." name ".sender.max_batch_events", K_U32,                                             \
-     OFF(cfg.pipes[id].sender.max_batch_events), 1, 100000, NULL},                                \
-    {"pipes." name ".sender.max_batch_bytes", K_SIZE,                                             \
-     OFF(cfg.pipes[id].sender.max_batch_bytes), 1, 1 * GIB, NULL},                                \
-    {"pipes." name ".sender.linger", K_DURATION, OFF(cfg.pipes[id].sender.linger_ms), 1,          \
-     60 * SEC, NULL},                                                                              \
-    {"pipes." name ".sender.max_inflight", K_U32, OFF(cfg.pipes[id].sender.max_inflight), 1, 64,  \
-     NULL},                                                                                        \
-    {"pipes." name ".routing.policy", K_ENUM, OFF(cfg.pipes[id].routing.policy), 0, 0,            \
-     routing_policies},                                                                            \
-    {"pipes." name ".routing.lru_size", K_U32, OFF(cfg.pipes[id].routing.lru_size), 1,            \
-     1u << 24, NULL},                                                                              \
-    {"pipes." name ".routing.lru_ttl", K_DURATION, OFF(cfg.pipes[id].routing.lru_ttl_ms), 1000,   \
-     24 * HOUR, NULL}
+    PIPE_SETTINGS("pipes." name ".", cfg.pipes[id])
 
-static const struct key keys[] = {
+static const struct sr_config_key keys[] = {
     {"server.address", K_LISTEN, OFF(cfg.server.address), 0, 0, NULL},
     {"server.workers", K_U32, OFF(cfg.server.workers), 0, 64, NULL},
     {"server.max_receive_message_size", K_SIZE, OFF(cfg.server.max_receive_message_size), 1,
@@ -271,6 +260,8 @@ static const struct key keys[] = {
     {"queue.total_max_bytes", K_SIZE, OFF(cfg.queue.total_max_bytes), 0, 1024 * GIB, NULL},
     {"queue.dead_letter_dir", K_STRING, OFF(cfg.queue.dead_letter_dir), 0, 0, NULL},
 
+    PIPE_SETTINGS("pipe_defaults.", pd),
+
     PIPE_KEYS("segment", SR_PIPE_SEGMENT),
     {"pipes.segment.upstream_method", K_ENUM, OFF(cfg.pipes[SR_PIPE_SEGMENT].mode), 0, 0,
      segment_methods},
@@ -300,6 +291,17 @@ static const struct key keys[] = {
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
+
+const struct sr_config_key *sr_config_keys(size_t *n)
+{
+    *n = N_KEYS;
+    return keys;
+}
+
+const void *sr_config_key_field(const struct sr_config *cfg, const struct sr_config_key *k)
+{
+    return k->off < sizeof *cfg ? (const char *)cfg + k->off : NULL;
+}
 
 /* ---- the walk ---- */
 
@@ -399,7 +401,7 @@ static const char *env_note(const struct sr_config_expanded *x, bool with_value,
     return buf;
 }
 
-static void format_bound(const struct key *k, uint64_t v, char *buf, size_t n)
+static void format_bound(const struct sr_config_key *k, uint64_t v, char *buf, size_t n)
 {
     if (k->type == K_SIZE)
         sr_config_format_size(v, buf, n);
@@ -410,8 +412,8 @@ static void format_bound(const struct key *k, uint64_t v, char *buf, size_t n)
 }
 
 /* A number-like leaf: parse, range-check, store. */
-static void bind_number(struct ctx *c, const struct key *k, const yaml_node_t *v, const char *path,
-                        const struct sr_config_expanded *x)
+static void bind_number(struct ctx *c, const struct sr_config_key *k, const yaml_node_t *v,
+                        const char *path, const struct sr_config_expanded *x)
 {
     static const char *const expected[] = {
         [K_U32] = "number 'N' (expected a non-negative integer)",
@@ -536,7 +538,7 @@ static void join_names(const char *const *names, char *buf, size_t n)
 
 static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char *path)
 {
-    const struct key *k = &keys[ki];
+    const struct sr_config_key *k = &keys[ki];
     void *field = (char *)&c->s + k->off;
     struct sr_config_expanded x = {0};
     const char *why;
@@ -689,19 +691,58 @@ static void bind_map(struct ctx *c, const yaml_node_t *map, const char *prefix)
     }
 }
 
-/* After the walk: per-pipe queues inherit the top-level section, and the
- * checks that involve more than one key. */
+static size_t field_size(const struct sr_config_key *k)
+{
+    switch (k->type) {
+    case K_BOOL: return sizeof(bool);
+    case K_SIZE: return sizeof(uint64_t);
+    case K_U32:
+    case K_DURATION: return sizeof(uint32_t);
+    case K_ENUM:
+    case K_LEVEL: return sizeof(int);
+    default: return sizeof(char *);
+    }
+}
+
+/* Every pipe setting that pipes.<name> leaves unset comes from, highest first:
+ * the pipe's built-in specific (sr_config_defaults sets it apart from the
+ * generic default: it counts as written under pipes.<name>), pipe_defaults,
+ * the top-level queue (queue keys), the built-in default. Driven by the
+ * pipe_defaults rows of `keys`, whose offsets mirror struct sr_pipe_config. */
+static void resolve_pipes(struct ctx *c)
+{
+    const struct sr_pipe_config generic = {
+        .queue = default_queue, .sender = default_sender, .routing = default_routing};
+    const size_t pd = OFF(pd), q0 = offsetof(struct sr_pipe_config, queue);
+    struct sr_config builtin; /* allocates nothing */
+
+    sr_config_defaults(&builtin);
+    for (size_t ki = 0; ki < N_KEYS; ki++) {
+        size_t rel = keys[ki].off - pd, size = field_size(&keys[ki]);
+        if (keys[ki].off < pd || rel >= sizeof(struct sr_pipe_config)) continue;
+        bool from_queue = rel >= q0 && rel < q0 + sizeof(struct sr_queue_config);
+        for (int i = 0; i < SR_PIPE_COUNT; i++) {
+            char *dst = (char *)&c->s.cfg.pipes[i] + rel;
+            const char *src = NULL;
+            if (key_set(c, dst) ||
+                memcmp((const char *)&builtin.pipes[i] + rel, (const char *)&generic + rel, size))
+                continue;
+            if (c->seen[ki].set)
+                src = (const char *)&c->s.pd + rel;
+            else if (from_queue && key_set(c, (char *)&c->s.queue + (rel - q0)))
+                src = (const char *)&c->s.queue + (rel - q0);
+            if (src) memcpy(dst, src, size);
+        }
+    }
+}
+
+/* After the walk: the per-pipe settings, and the checks that involve more than one key. */
 static void finish(struct ctx *c)
 {
     struct sr_config *cfg = &c->s.cfg;
     char a[32], b[32];
 
-    for (int i = 0; i < SR_PIPE_COUNT; i++) {
-        struct sr_queue_config *q = &cfg->pipes[i].queue;
-        if (!key_set(c, &q->max_events)) q->max_events = c->s.queue.max_events;
-        if (!key_set(c, &q->max_bytes)) q->max_bytes = c->s.queue.max_bytes;
-        if (!key_set(c, &q->full_wait_ms)) q->full_wait_ms = c->s.queue.full_wait_ms;
-    }
+    resolve_pipes(c);
 
     /* only on an otherwise valid config: a rejected value would compare as its default */
     if (c->errors) return;

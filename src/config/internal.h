@@ -38,6 +38,37 @@ int sr_config_value_log_level(const char *s);
 void sr_config_format_size(uint64_t v, char *buf, size_t n);
 void sr_config_format_duration(uint64_t ms, char *buf, size_t n);
 
+/* ---- the schema: one row per leaf key (config.c `keys`) ---- */
+
+enum sr_config_ktype {
+    K_BOOL,
+    K_U32,      /* uint32_t */
+    K_SIZE,     /* uint64_t bytes */
+    K_DURATION, /* uint32_t milliseconds */
+    K_LISTEN,   /* char *, a listen address */
+    K_STRING,   /* char *, owned, NULL = empty */
+    K_EXPORT,   /* telemetry.export: comma list of prometheus, metrics_service, none */
+    K_NODES,    /* upstream.nodes / n_nodes */
+    K_LEVEL,    /* int, enum sr_log_level */
+    K_ENUM,     /* int, index into names */
+};
+
+struct sr_config_key {
+    const char *path; /* dotted: "pipes.meter.sender.linger" */
+    enum sr_config_ktype type;
+    size_t off; /* into the loader's scratch, which starts with the struct sr_config */
+    uint64_t min, max;
+    const char *const *names; /* K_ENUM: NULL-terminated */
+};
+
+/* The table, in file order; *n gets its length. Static storage. */
+const struct sr_config_key *sr_config_keys(size_t *n);
+
+/* The field of cfg that row k binds (borrowed from cfg), or NULL when k only supplies
+ * defaults of every pipe (top-level queue.max_events/max_bytes/full_wait, pipe_defaults.*):
+ * their effect is in the pipes' own fields. */
+const void *sr_config_key_field(const struct sr_config *cfg, const struct sr_config_key *k);
+
 /* Result of placeholder substitution. */
 struct sr_config_expanded {
     char *text;           /* owned, NUL-terminated, surrounding whitespace trimmed */

@@ -264,41 +264,85 @@ static void shipped_yaml_wires_env_names_to_their_settings(void **state)
 #undef ALL
 }
 
-/* Every documented key, as the shipped file spells it. */
-static const char *const documented_keys[] = {
+/* Every setting of the effective config, as --print-config spells it: all pipes in full. */
+static const char *const all_settings[] = {
     "server.address", "server.workers", "server.max_receive_message_size",
-    "server.max_concurrent_streams", "server.keepalive_time", "server.keepalive_timeout", "server.http2_bdp_probe", "server.authentication",
-    "server.max_connections", "server.max_connection_age", "server.max_connection_age_grace",
+    "server.max_concurrent_streams", "server.keepalive_time", "server.keepalive_timeout",
+    "server.http2_bdp_probe", "server.authentication", "server.max_connections",
+    "server.max_connection_age", "server.max_connection_age_grace",
     "telemetry.export", "telemetry.prometheus_address", "telemetry.service", "telemetry.instance",
     "telemetry.interval",
     "upstream.finder", "upstream.addresses", "upstream.refresh_interval",
-    "upstream.kubernetes.namespaces", "upstream.kubernetes.kind", "upstream.kubernetes.label_selector",
-    "upstream.kubernetes.field_selector", "upstream.kubernetes.extra_port",
-    "upstream.kubernetes.api_server", "upstream.kubernetes.bearer_token_file",
-    "upstream.kubernetes.ca_file", "upstream.kubernetes.insecure_skip_verify", "upstream.call_timeout", "upstream.backoff_initial",
-    "upstream.backoff_max", "upstream.retry_max", "upstream.sync_timeout", "upstream.stall_timeout", "upstream.max_inflight_per_node", "upstream.authentication", "upstream.max_receive_message_size",
-    "queue.max_events", "queue.max_bytes", "queue.full_wait", "queue.total_max_bytes", "queue.dead_letter_dir",
+    "upstream.kubernetes.namespaces", "upstream.kubernetes.kind",
+    "upstream.kubernetes.label_selector", "upstream.kubernetes.field_selector",
+    "upstream.kubernetes.extra_port", "upstream.kubernetes.api_server",
+    "upstream.kubernetes.bearer_token_file", "upstream.kubernetes.ca_file",
+    "upstream.kubernetes.insecure_skip_verify", "upstream.call_timeout",
+    "upstream.backoff_initial", "upstream.backoff_max", "upstream.retry_max",
+    "upstream.sync_timeout", "upstream.stall_timeout", "upstream.max_inflight_per_node",
+    "upstream.authentication", "upstream.max_receive_message_size",
+    "queue.total_max_bytes", "queue.dead_letter_dir",
 #define PIPE(name)                                                                                \
-    "pipes." name ".enabled", "pipes." name ".queue", "pipes." name ".sender.max_batch_events",   \
+    "pipes." name ".enabled", "pipes." name ".queue.max_events", "pipes." name ".queue.max_bytes", \
+        "pipes." name ".queue.full_wait", "pipes." name ".sender.max_batch_events",               \
         "pipes." name ".sender.max_batch_bytes", "pipes." name ".sender.linger",                  \
         "pipes." name ".sender.max_inflight", "pipes." name ".routing.policy",                    \
         "pipes." name ".routing.lru_size", "pipes." name ".routing.lru_ttl"
     PIPE("segment"), "pipes.segment.upstream_method", PIPE("log"), PIPE("meter"), PIPE("als"),
-    PIPE("jvm"), PIPE("clr"), PIPE("event"), PIPE("span_attached_event"), PIPE("profile_snapshot"), PIPE("ebpf_profiling"), PIPE("ebpf_access_log"), PIPE("keepalive"), PIPE("instance_properties"), PIPE("envoy_metrics"),
-    "pipes.als.upstream_method",
+    "pipes.als.upstream_method", PIPE("jvm"), PIPE("clr"), PIPE("event"),
+    PIPE("span_attached_event"), PIPE("profile_snapshot"), PIPE("ebpf_profiling"),
+    PIPE("ebpf_access_log"), PIPE("keepalive"), PIPE("instance_properties"),
+    PIPE("envoy_metrics"),
 #undef PIPE
     "log.level", "shutdown.grace_period", "shutdown.stream_grace",
 };
 
-/* Walks the shipped file by indentation: every key that has a value must be a
- * documented key, carry a comment, and every documented key must be there. */
-static void shipped_yaml_lists_every_key_with_a_comment(void **state)
-{
-    enum { N = sizeof documented_keys / sizeof documented_keys[0] };
-    char *text = read_file(SHIPPED), *save = NULL;
-    char stack[8][64] = {{0}};
-    bool found[N] = {false};
+/* The keys that only supply defaults of every pipe: not settings of their own.
+ * pipe_defaults.queue stands for its three keys (the top-level queue documents them). */
+static const char *const default_only_keys[] = {
+    "queue.max_events", "queue.max_bytes", "queue.full_wait", "pipe_defaults.queue",
+    "pipe_defaults.sender.max_batch_events", "pipe_defaults.sender.max_batch_bytes",
+    "pipe_defaults.sender.linger", "pipe_defaults.sender.max_inflight",
+    "pipe_defaults.routing.policy", "pipe_defaults.routing.lru_size",
+    "pipe_defaults.routing.lru_ttl",
+};
 
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+struct paths {
+    char *v[512];
+    size_t n;
+};
+
+static bool has_path(const struct paths *p, const char *path)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->v[i], path) == 0) return true;
+    return false;
+}
+
+static bool in_list(const char *const *list, size_t n, const char *path)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], path) == 0) return true;
+    return false;
+}
+
+static void free_paths(struct paths *p)
+{
+    for (size_t i = 0; i < p->n; i++) free(p->v[i]);
+    p->n = 0;
+}
+
+/* Walks a block-style YAML text by indentation and collects the dotted path of
+ * every line that has a value (a scalar, a flow collection); each at most once.
+ * With need_comment, each such line must also carry a " # " comment. */
+static void collect_paths(const char *yaml, struct paths *out, bool need_comment)
+{
+    char *text = strdup(yaml), *save = NULL;
+    char stack[8][64] = {{0}};
+
+    assert_non_null(text);
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         size_t indent = strspn(line, " ");
         char *key = line + indent, *colon = strchr(key, ':'), path[256];
@@ -312,19 +356,320 @@ static void shipped_yaml_lists_every_key_with_a_comment(void **state)
         for (size_t d = 0; d <= indent / 2; d++)
             snprintf(path + strlen(path), sizeof path - strlen(path), "%s%s", d ? "." : "",
                      stack[d]);
-        bool known = false;
-        for (size_t i = 0; i < N; i++) {
-            if (strcmp(documented_keys[i], path) == 0) {
-                assert_false(found[i]);
-                found[i] = known = true;
-            }
-        }
-        if (!known) fail_msg("%s is in the shipped file but not documented here", path);
-        if (!strstr(value, " # ")) fail_msg("%s has no comment", path);
+        if (has_path(out, path)) fail_msg("%s appears twice", path);
+        if (need_comment && !strstr(value, " # ")) fail_msg("%s has no comment", path);
+        assert_true(out->n < COUNT(out->v));
+        out->v[out->n++] = strdup(path);
     }
-    for (size_t i = 0; i < N; i++)
-        if (!found[i]) fail_msg("%s is missing from the shipped file", documented_keys[i]);
     free(text);
+}
+
+static char *print_to_string(const struct sr_config *cfg)
+{
+    char *buf = NULL;
+    size_t n;
+    FILE *f = open_memstream(&buf, &n);
+    assert_non_null(f);
+    assert_int_equal(sr_config_print(cfg, f), 0);
+    fclose(f);
+    return buf;
+}
+
+/* The printed text after its opening comment (which names the file). */
+static const char *body(const char *printed)
+{
+    while (*printed == '#') printed = strchr(printed, '\n') + 1;
+    return printed;
+}
+
+/* print -> load gives the same config, and printing that gives the same text. */
+static void assert_print_round_trips(const struct sr_config *cfg)
+{
+    char *text = print_to_string(cfg), *again;
+    struct run r;
+    load(&r, text);
+    if (r.rc != 0) fail_msg("the printed config does not load:\n%s\n%s", r.err, text);
+    assert_string_equal(r.err, "");
+    assert_config_equal(&r.cfg, cfg);
+    again = print_to_string(&r.cfg);
+    assert_string_equal(body(again), body(text));
+    free(again);
+    free(text);
+    done(&r);
+}
+
+/* What the test checks, precisely:
+ * - every line of the shipped file that has a value carries a comment, and no key twice;
+ * - every setting of the effective config (all_settings, which print_config_prints_every_setting
+ *   ties to --print-config) is written in the shipped file: as itself, or, for a pipe's
+ *   pipes.<name>.<key>, as pipe_defaults.<key>, or for its queue keys as the top-level queue.<key>;
+ * - every key that only supplies defaults (default_only_keys) is written there too;
+ * - nothing else is (a key of neither list would be unknown or undocumented).
+ * defaults_match_shipped_yaml checks the values. */
+static void shipped_yaml_documents_every_setting_with_a_comment(void **state)
+{
+    char *text = read_file(SHIPPED);
+    struct paths shipped = {.n = 0};
+    char alt[256];
+
+    collect_paths(text, &shipped, true);
+    for (size_t i = 0; i < COUNT(all_settings); i++) {
+        const char *s = all_settings[i], *rest;
+        if (has_path(&shipped, s)) continue;
+        if (strncmp(s, "pipes.", 6) == 0 && (rest = strchr(s + 6, '.')) != NULL) {
+            rest++;
+            snprintf(alt, sizeof alt, "pipe_defaults.%s", rest);
+            if (has_path(&shipped, alt)) continue;
+            if (strncmp(rest, "queue.", 6) == 0 && has_path(&shipped, rest)) continue;
+        }
+        fail_msg("%s is not in the shipped file (nor under pipe_defaults)", s);
+    }
+    for (size_t i = 0; i < COUNT(default_only_keys); i++)
+        if (!has_path(&shipped, default_only_keys[i]))
+            fail_msg("%s is missing from the shipped file", default_only_keys[i]);
+    for (size_t i = 0; i < shipped.n; i++)
+        if (!in_list(all_settings, COUNT(all_settings), shipped.v[i]) &&
+            !in_list(default_only_keys, COUNT(default_only_keys), shipped.v[i]))
+            fail_msg("%s is in the shipped file but not documented here", shipped.v[i]);
+    free_paths(&shipped);
+    free(text);
+}
+
+/* --print-config writes exactly the settings listed above, every pipe in full. */
+static void print_config_prints_every_setting(void **state)
+{
+    struct sr_config defaults;
+    struct paths printed = {.n = 0};
+    char *text;
+
+    sr_config_defaults(&defaults);
+    text = print_to_string(&defaults);
+    collect_paths(text, &printed, false);
+    for (size_t i = 0; i < COUNT(all_settings); i++)
+        if (!has_path(&printed, all_settings[i])) fail_msg("%s is not printed", all_settings[i]);
+    for (size_t i = 0; i < printed.n; i++)
+        if (!in_list(all_settings, COUNT(all_settings), printed.v[i]))
+            fail_msg("%s is printed but not listed in all_settings", printed.v[i]);
+    assert_int_equal(printed.n, COUNT(all_settings));
+    free_paths(&printed);
+    free(text);
+    sr_config_deinit(&defaults);
+}
+
+static void print_config_round_trips_defaults_and_the_shipped_file(void **state)
+{
+    struct sr_config defaults;
+    struct run r;
+    size_t n;
+    FILE *f = open_memstream(&r.err, &n);
+
+    sr_config_defaults(&defaults);
+    assert_print_round_trips(&defaults);
+    sr_config_deinit(&defaults);
+
+    unset_shipped_env();
+    setenv("SATELLITE_LOGPIPE_SENDER_FLUSH_TIME", "333", 1);
+    setenv("SKYRELAY_ROUTING_POLICY", "weighted_round_robin", 1);
+    setenv("SATELLITE_GRPC_CLIENT", "a:1#3,b:2", 1);
+    r.rc = sr_config_load(&r.cfg, SHIPPED, f);
+    fclose(f);
+    unset_shipped_env();
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.cfg.pipes[SR_PIPE_LOG].sender.linger_ms, 333);
+    assert_print_round_trips(&r.cfg);
+    done(&r);
+}
+
+/* No secrets here: they would come back as "<redacted>" (print_config_redacts_secrets). */
+static void print_config_round_trips_every_kind_of_value(void **state)
+{
+    static const char *const exports[] = {"none", "metrics_service", "prometheus",
+                                          "metrics_service, prometheus"};
+    struct run r;
+    load_ok(&r, "server:\n"
+                "  address: \"[::1]:9000\"\n"
+                "  workers: 3\n"
+                "  max_receive_message_size: 1000KB\n"
+                "  max_concurrent_streams: 7\n"
+                "  keepalive_time: 90s\n"
+                "  keepalive_timeout: 2s\n"
+                "  http2_bdp_probe: yes\n"
+                "  max_connections: 12\n"
+                "  max_connection_age: 1h\n"
+                "  max_connection_age_grace: 0\n"
+                "upstream:\n"
+                "  finder: dns\n"
+                "  addresses: [\"oap-0.oap:11800#5\", \"[2001:db8::7]:11801\", 10.0.0.3:1#1000]\n"
+                "  refresh_interval: 250ms\n"
+                "  kubernetes:\n"
+                "    namespaces: a,b\n"
+                "    kind: endpoints\n"
+                "    label_selector: \"app=oap, tier in (x)\"\n"
+                "    field_selector: 'status.phase=Running'\n"
+                "    extra_port: 1\n"
+                "    api_server: \"https://k8s:6443\"\n"
+                "    bearer_token_file: \"/t \\\"q\\\" \\\\ \\t x\"\n"
+                "    ca_file: \"/ca.pem # not a comment: [{'\"\n"
+                "    insecure_skip_verify: on\n"
+                "  call_timeout: 15ms\n"
+                "  backoff_initial: 1ms\n"
+                "  backoff_max: 1h\n"
+                "  retry_max: 0\n"
+                "  sync_timeout: 3s\n"
+                "  stall_timeout: 0\n"
+                "  max_inflight_per_node: 2\n"
+                "  max_receive_message_size: 1GiB\n"
+                "queue:\n"
+                "  max_events: 100\n"
+                "  max_bytes: 3MiB\n"
+                "  total_max_bytes: 5GB\n"
+                "  dead_letter_dir: /var/lib/skyrelay/dead letters\n"
+                "pipe_defaults:\n"
+                "  sender: {linger: 20ms, max_inflight: 9}\n"
+                "  routing: {policy: least_loaded, lru_ttl: 1h}\n"
+                "pipes:\n"
+                "  segment: {upstream_method: collect_in_sync, enabled: false}\n"
+                "  als: {upstream_method: satellite, queue: {full_wait: 0}}\n"
+                "  meter: {sender: {max_batch_bytes: 1}}\n"
+                "  keepalive: {routing: {policy: weighted_round_robin, lru_size: 1}}\n"
+                "log: {level: debug}\n"
+                "telemetry:\n"
+                "  export: metrics_service, prometheus\n"
+                "  prometheus_address: \":9100\"\n"
+                "  service: \"svc: with colon\"\n"
+                "  instance: pod-\xc3\xbc\n"
+                "  interval: 2s\n"
+                "shutdown:\n"
+                "  grace_period: 0\n"
+                "  stream_grace: 1h\n");
+    /* the values above reached the config (not defaults printed twice) */
+    assert_string_equal(r.cfg.upstream.kubernetes.bearer_token_file, "/t \"q\" \\ \t x");
+    assert_int_equal(r.cfg.upstream.nodes[2].weight, 1000);
+    assert_int_equal(r.cfg.pipes[SR_PIPE_LOG].sender.linger_ms, 20);
+    assert_int_equal(r.cfg.pipes[SR_PIPE_METER].routing.policy, SR_ROUTE_FIXED);
+    assert_false(r.cfg.pipes[SR_PIPE_SEGMENT].enabled);
+    assert_print_round_trips(&r.cfg);
+    done(&r);
+
+    for (size_t i = 0; i < COUNT(exports); i++) {
+        char yaml[128];
+        snprintf(yaml, sizeof yaml, "telemetry:\n  export: %s\n", exports[i]);
+        load_ok(&r, yaml);
+        assert_print_round_trips(&r.cfg);
+        done(&r);
+    }
+}
+
+static void print_config_redacts_secrets(void **state)
+{
+    struct run r;
+    char *text;
+    load_ok(&r, "server:\n  authentication: s3cret\nupstream:\n  authentication: t0ken\n");
+    text = print_to_string(&r.cfg);
+    assert_null(strstr(text, "s3cret"));
+    assert_null(strstr(text, "t0ken"));
+    const char *first = strstr(text, "\n  authentication: \"<redacted>\"\n");
+    assert_non_null(first);
+    assert_non_null(strstr(first + 1, "\n  authentication: \"<redacted>\"\n"));
+    free(text);
+    done(&r);
+
+    /* unset, they print as empty: nothing to hide, and the round trip holds */
+    load_ok(&r, "");
+    text = print_to_string(&r.cfg);
+    assert_non_null(strstr(text, "\n  authentication: \"\"\n"));
+    free(text);
+    done(&r);
+}
+
+/* There is no escape for "${": a value holding one (only a placeholder's result can)
+ * is printed as it is, with a comment saying a reload would substitute it. */
+static void print_config_marks_a_value_that_would_read_as_a_placeholder(void **state)
+{
+    struct run r;
+    char *text;
+    unsetenv("SR_TEST_X");
+    load_ok(&r, "telemetry:\n  service: $${SR_TEST_X:{}\n");
+    assert_string_equal(r.cfg.telemetry.service, "${");
+    text = print_to_string(&r.cfg);
+    assert_non_null(strstr(text, "  service: \"${\"  # holds \"${\": a reload substitutes it\n"));
+    free(text);
+    done(&r);
+}
+
+/* built-in < top-level queue < pipe_defaults < pipes.<name>, in any order in the file. */
+static void pipe_settings_precedence(void **state)
+{
+    static const char *const sections[] = {
+        "queue:\n  max_events: 100\n  max_bytes: 1MiB\n",
+        "pipe_defaults:\n  queue:\n    max_events: 200\n  sender:\n    linger: 50ms\n"
+        "  routing:\n    policy: least_loaded\n    lru_size: 10\n",
+        "pipes:\n  log:\n    queue:\n      max_events: 300\n    sender:\n      linger: 70ms\n"
+        "    routing:\n      policy: weighted_round_robin\n",
+    };
+    static const int orders[][3] = {{0, 1, 2}, {2, 1, 0}, {1, 2, 0}};
+    for (size_t o = 0; o < COUNT(orders); o++) {
+        char yaml[1024] = "";
+        struct run r;
+        for (int i = 0; i < 3; i++) strcat(yaml, sections[orders[o][i]]);
+        load_ok(&r, yaml);
+        for (int p = 0; p < SR_PIPE_COUNT; p++) {
+            const struct sr_pipe_config *c = &r.cfg.pipes[p];
+            bool log = p == SR_PIPE_LOG;
+            assert_int_equal(c->queue.max_events, log ? 300 : 200); /* pipe > defaults > queue */
+            assert_int_equal(c->queue.max_bytes, 1u << 20);          /* queue > built-in */
+            assert_int_equal(c->queue.full_wait_ms, 5000);           /* built-in */
+            assert_int_equal(c->sender.linger_ms, log ? 70 : 50);
+            assert_int_equal(c->sender.max_batch_events, 200);
+            assert_int_equal(c->routing.lru_size, 10);
+            /* the meter pipe's built-in fixed counts as set at pipe level */
+            assert_int_equal(c->routing.policy, log                 ? SR_ROUTE_WEIGHTED_ROUND_ROBIN
+                                                : p == SR_PIPE_METER ? SR_ROUTE_FIXED
+                                                                     : SR_ROUTE_LEAST_LOADED);
+        }
+        done(&r);
+    }
+}
+
+static void meter_policy_set_at_pipe_level_wins_over_its_builtin(void **state)
+{
+    struct run r;
+    load_ok(&r, "pipe_defaults: {routing: {policy: least_loaded}}\n"
+                "pipes: {meter: {routing: {policy: round_robin}}}\n");
+    assert_int_equal(r.cfg.pipes[SR_PIPE_METER].routing.policy, SR_ROUTE_ROUND_ROBIN);
+    assert_int_equal(r.cfg.pipes[SR_PIPE_LOG].routing.policy, SR_ROUTE_LEAST_LOADED);
+    done(&r);
+    load_ok(&r, "pipe_defaults: {routing: {policy: fixed}}\n");
+    for (int p = 0; p < SR_PIPE_COUNT; p++)
+        assert_int_equal(r.cfg.pipes[p].routing.policy, SR_ROUTE_FIXED);
+    done(&r);
+}
+
+static void pipe_defaults_errors_name_the_place(void **state)
+{
+    setenv("SR_TEST_LINGER", "2m", 1);
+    expect_errors("pipe_defaults:\n"
+                  "  sender:\n"
+                  "    max_batch_events: 0\n"
+                  "    linger: ${SR_TEST_LINGER:1s}\n"
+                  "  routing:\n"
+                  "    policy: random\n"
+                  "  queue:\n"
+                  "    total_max_bytes: 1GiB\n"
+                  "  enabled: false\n"
+                  "  upstream_method: collect\n",
+                  "t.yaml:3:23: pipe_defaults.sender.max_batch_events: must be between 1 and "
+                  "100000\n"
+                  "t.yaml:4:13: pipe_defaults.sender.linger: must be between 1ms and 1m (got '2m' "
+                  "from environment SR_TEST_LINGER)\n"
+                  "t.yaml:6:13: pipe_defaults.routing.policy: unknown value 'random' (expected "
+                  "round_robin, weighted_round_robin, fixed or least_loaded)\n"
+                  "t.yaml:8:5: pipe_defaults.queue.total_max_bytes: unknown key\n"
+                  "t.yaml:9:3: pipe_defaults.enabled: unknown key\n"
+                  "t.yaml:10:3: pipe_defaults.upstream_method: unknown key\n");
+    unsetenv("SR_TEST_LINGER");
+    expect_errors("pipe_defaults: [1]\n",
+                  "t.yaml:1:16: pipe_defaults: must be a mapping, not a sequence\n");
 }
 
 static void env_placeholder_uses_env_then_default(void **state)
@@ -876,7 +1221,15 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_match_shipped_yaml),
-        cmocka_unit_test(shipped_yaml_lists_every_key_with_a_comment),
+        cmocka_unit_test(shipped_yaml_documents_every_setting_with_a_comment),
+        cmocka_unit_test(print_config_prints_every_setting),
+        cmocka_unit_test(print_config_round_trips_defaults_and_the_shipped_file),
+        cmocka_unit_test(print_config_round_trips_every_kind_of_value),
+        cmocka_unit_test(print_config_redacts_secrets),
+        cmocka_unit_test(print_config_marks_a_value_that_would_read_as_a_placeholder),
+        cmocka_unit_test(pipe_settings_precedence),
+        cmocka_unit_test(meter_policy_set_at_pipe_level_wins_over_its_builtin),
+        cmocka_unit_test(pipe_defaults_errors_name_the_place),
         cmocka_unit_test(shipped_yaml_wires_env_names_to_their_settings),
         cmocka_unit_test(env_placeholder_uses_env_then_default),
         cmocka_unit_test(empty_env_falls_back_to_default),
