@@ -10,6 +10,7 @@
 
 #include "skyrelay/config.h"
 #include "skyrelay/context.h"
+#include "skyrelay/sender.h" /* the upstream plans (sr_plan_for) */
 
 enum sr_recv_kind {
     SR_RK_MESSAGE = 0,        /* each message is one event (stream context applied if ctx) */
@@ -43,26 +44,5 @@ const struct sr_method *sr_method_find(const char *path, size_t len);
 /* The whole table (for docs and tests). */
 extern const struct sr_method sr_methods[];
 extern const size_t sr_methods_count;
-
-/* How a pipe's batch is sent upstream. */
-enum sr_plan_unit {
-    SR_UNIT_EVENT = 0, /* one upstream message per event */
-    SR_UNIT_GROUP,     /* one upstream message per key group, events wrapped as field 1 */
-    SR_UNIT_CALL,      /* one upstream message per call, events wrapped as field 1 */
-    SR_UNIT_LAST,      /* one upstream message per group: its last event (idempotent reports) */
-};
-
-struct sr_plan {
-    const char *method;   /* upstream method path */
-    enum sr_plan_unit unit;
-    uint8_t group_by_key; /* group the batch's events by key */
-    uint8_t call_per_group; /* one upstream call per key group */
-    uint8_t unary;        /* upstream method is unary (one message, then close) */
-    uint8_t wrap;         /* GROUP/CALL: wrap each event as a field-1 record; else the events
-                           * are whole messages of one key, concatenated (they merge) */
-};
-
-/* The plan for a pipe under its configured mode. */
-const struct sr_plan *sr_plan_for(enum sr_pipe_id pipe, int mode);
 
 #endif

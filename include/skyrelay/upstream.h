@@ -130,6 +130,15 @@ void sr_node_observe_latency(struct sr_node *n, uint64_t us, int64_t now_us);
  * idle node's old peak does not keep it out forever. Any thread. */
 double sr_node_load_score(const struct sr_node *n, uint64_t default_us, int64_t now_us);
 
+/* A node counts for readiness: not ejected, and its channel READY, or IDLE /
+ * CONNECTING after an earlier successful call (src/upstream/ready.c says why).
+ * Asks the channel to connect. Any thread. */
+bool sr_node_reachable(struct sr_node *n, int64_t now_ms);
+
+/* At least one node of up is reachable (every node is asked, so every idle
+ * channel connects). Any thread. */
+bool sr_upstream_reachable(struct sr_upstream *up, int64_t now_ms);
+
 /* The backoff for the k-th consecutive failure (k >= 1), before jitter. Pure. */
 uint32_t sr_backoff_ms(uint32_t initial_ms, uint32_t max_ms, uint32_t k);
 

@@ -17,11 +17,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "skyrelay/clock.h"
 #include "skyrelay/config.h"
 #include "skyrelay/method.h"
 #include "skyrelay/metrics.h"
 #include "skyrelay/queue.h"
 #include "skyrelay/router.h"
+#include "skyrelay/sender.h"
 #include "skyrelay/upstream.h"
 
 struct sr_worker;
@@ -57,6 +59,7 @@ struct sr_pipe_rt {
     bool cap_wait;   /* a unit waits for a node under its in-flight cap */
     uint16_t *node_calls; /* this pipe's calls in flight per node index (SR_MAX_NODES) */
     bool dirty;      /* something changed (push, completion): run the sender */
+    bool room;       /* the sender released a batch: resume paused calls */
     int64_t wake_ms; /* else run it at this time (linger, retry); INT64_MAX = never */
 };
 
@@ -98,10 +101,6 @@ struct sr_runtime {
     _Atomic int server_shutdown_done;
 };
 
-/* Monotonic milliseconds on gRPC's GPR_CLOCK_MONOTONIC (so cq deadlines agree). */
-int64_t sr_now_ms(void);
-/* Same clock, microseconds. */
-int64_t sr_now_us(void);
 
 /* Sets up w (its completion queue, registered with rt->server, and partitions).
  * Call before grpc_server_start. Returns 0 or -1. */
@@ -113,22 +112,8 @@ int sr_worker_start(struct sr_worker *w);
 /* Frees what sr_worker_init allocated; the thread must have ended. */
 void sr_worker_deinit(struct sr_worker *w);
 
-/* Sender side (src/sender/sender.c), worker thread only. */
-
-/* Cuts and starts batches that are due, restarts batches whose retry time has
- * come. Returns the earliest time it needs to run again (INT64_MAX = none). */
-int64_t sr_sender_service(struct sr_worker *w, struct sr_pipe_rt *p, int64_t now_ms);
-
-/* Looks for upstream calls unanswered for upstream.stall_timeout: marks their
- * nodes stalled and re-sends (hedges) every call still on a stalled node.
- * Returns when to look again (INT64_MAX = never). */
-int64_t sr_sender_check_stalls(struct sr_worker *w, int64_t now_ms);
-
-/* Gives up every batch that is not in flight, counting its events as dropped
- * with `reason`; cancels in-flight upstream calls (their completions then drop). */
-void sr_sender_abandon(struct sr_worker *w, struct sr_pipe_rt *p, enum sr_drop_reason reason);
-
-/* Called by the sender when a partition made room: resumes paused calls. */
+/* Resumes the calls paused on p's partition while it has room (in order).
+ * The loop calls it when the sender set p->room. Worker thread. */
 void sr_worker_room(struct sr_worker *w, struct sr_pipe_rt *p);
 
 #endif

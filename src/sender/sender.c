@@ -497,7 +497,7 @@ static void batch_check(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_bat
     if (b->n_units == 0) return; /* never grouped: waiting for memory */
     if (any_done) SR_CNT_ADD(w->ctr.pipe[p->id].sent_batches, 1);
     p->dirty = true;
-    if (sr_partition_complete(&p->part, b)) sr_worker_room(w, p);
+    if (sr_partition_complete(&p->part, b)) p->room = true;
 }
 
 /* Starts the sends of b whose time has come: chooses a node per pending
@@ -837,7 +837,7 @@ void sr_sender_abandon(struct sr_worker *w, struct sr_pipe_rt *p, enum sr_drop_r
         if (!b->used) continue;
         if (b->n_units == 0 && b->calls_pending == 0) {
             SR_CNT_ADD(w->ctr.pipe[p->id].dropped_events[reason], b->count);
-            if (sr_partition_complete(&p->part, b)) sr_worker_room(w, p);
+            if (sr_partition_complete(&p->part, b)) p->room = true;
             continue;
         }
         for (uint32_t k = 0; k < b->n_units; k++)

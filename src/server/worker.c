@@ -18,11 +18,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "skyrelay/admin.h"
 #include "skyrelay/auth.h"
 #include "skyrelay/context.h"
 #include "skyrelay/log.h"
 #include "skyrelay/relay.h"
+#include "skyrelay/receiver.h"
 #include "skyrelay/schema.h"
 #include "skyrelay/self_meter.h"
 #include "skyrelay/wire.h"
@@ -40,10 +40,7 @@ struct sr_dcall {
     grpc_metadata_array md;
     grpc_byte_buffer *rbuf; /* RECV_MESSAGE target */
     grpc_byte_buffer *sbuf; /* response message */
-    const struct sr_method *m;
-    const ProtobufCMessageDescriptor *schema; /* of the messages the client sends; NULL = none */
-    struct sr_pipe_rt *pipe;
-    struct sr_stream_ctx ctx;
+    struct sr_rx rx; /* method, pipe, schema, stream context, held message */
     int refs;
     int cancelled; /* RECV_CLOSE_ON_SERVER result */
     grpc_status_code status;
@@ -51,36 +48,9 @@ struct sr_dcall {
     bool broken_counted;
     /* paused on a full partition */
     bool paused;
-    grpc_slice held_body, held_prefix;
-    uint64_t held_key;
-    uint32_t held_items;
-    uint8_t held_flags;
-    size_t held_pos;     /* SegmentCollection cursor */
-    uint64_t held_charge; /* bytes of the held message charged to the worker's budget */
     int64_t wait_deadline;
     struct sr_dcall *wait_next;
 };
-
-int64_t sr_now_ms(void)
-{
-    gpr_timespec t = gpr_now(GPR_CLOCK_MONOTONIC);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-int64_t sr_now_us(void)
-{
-    gpr_timespec t = gpr_now(GPR_CLOCK_MONOTONIC);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
-
-static gpr_timespec ms_to_deadline(int64_t ms)
-{
-    gpr_timespec t;
-    t.tv_sec = ms / 1000;
-    t.tv_nsec = (int32_t)((ms % 1000) * 1000000);
-    t.clock_type = GPR_CLOCK_MONOTONIC;
-    return t;
-}
 
 static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok);
 static void rebuild_balancers(struct sr_worker *w);
@@ -103,11 +73,9 @@ static void arm_request(struct sr_worker *w)
     dc->t_recv.fn = on_recv;
     dc->t_send.fn = on_send;
     dc->t_close.fn = on_close;
-    dc->held_body = grpc_empty_slice();
-    dc->held_prefix = grpc_empty_slice();
+    sr_rx_init(&dc->rx);
     grpc_call_details_init(&dc->details);
     grpc_metadata_array_init(&dc->md);
-    sr_stream_ctx_init(&dc->ctx);
     e = grpc_server_request_call(w->rt->server, &dc->call, &dc->details, &dc->md, w->cq, w->cq,
                                  &dc->t_new);
     if (e != GRPC_CALL_OK) {
@@ -120,32 +88,15 @@ static void arm_request(struct sr_worker *w)
     w->pending_requests++;
 }
 
-static void uncharge_held(struct sr_worker *w, struct sr_dcall *dc)
-{
-    if (dc->held_charge) sr_budget_release(&w->budget, dc->held_charge);
-    dc->held_charge = 0;
-}
-
-static void drop_held(struct sr_worker *w, struct sr_dcall *dc)
-{
-    uncharge_held(w, dc);
-    grpc_slice_unref(dc->held_body);
-    grpc_slice_unref(dc->held_prefix);
-    dc->held_body = grpc_empty_slice();
-    dc->held_prefix = grpc_empty_slice();
-    dc->held_items = 0;
-}
-
 static void maybe_free(struct sr_worker *w, struct sr_dcall *dc)
 {
     if (dc->refs > 0) return;
-    drop_held(w, dc);
+    sr_rx_deinit(w, &dc->rx);
     if (dc->rbuf) grpc_byte_buffer_destroy(dc->rbuf);
     if (dc->sbuf) grpc_byte_buffer_destroy(dc->sbuf);
     if (dc->call) grpc_call_unref(dc->call);
     grpc_call_details_destroy(&dc->details);
     grpc_metadata_array_destroy(&dc->md);
-    sr_stream_ctx_deinit(&dc->ctx);
     free(dc);
     w->live_dcalls--;
 }
@@ -208,36 +159,13 @@ static void arm_recv(struct sr_dcall *dc)
     start(dc, &op, 1, &dc->t_recv);
 }
 
-/* Takes the received buffer and returns its bytes as one slice: a ref to the
- * buffer's own slice when it has exactly one (the common case, no copy), a
- * contiguous copy otherwise. */
-static grpc_slice take_body(grpc_byte_buffer *bb)
-{
-    grpc_slice s;
-    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
-        bb->data.raw.slice_buffer.count == 1) {
-        s = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
-    } else {
-        grpc_byte_buffer_reader r;
-        if (!grpc_byte_buffer_reader_init(&r, bb)) {
-            grpc_byte_buffer_destroy(bb);
-            return grpc_empty_slice();
-        }
-        s = grpc_byte_buffer_reader_readall(&r);
-        grpc_byte_buffer_reader_destroy(&r);
-    }
-    grpc_byte_buffer_destroy(bb);
-    return s;
-}
-
 static void pause_call(struct sr_worker *w, struct sr_dcall *dc)
 {
-    struct sr_pipe_rt *p = dc->pipe;
+    struct sr_pipe_rt *p = dc->rx.pipe;
     dc->paused = true;
     dc->wait_deadline = w->now_ms + p->cfg->queue.full_wait_ms;
     /* the held message counts against the worker's budget while it waits */
-    dc->held_charge = GRPC_SLICE_LENGTH(dc->held_prefix) + GRPC_SLICE_LENGTH(dc->held_body);
-    sr_budget_charge(&w->budget, dc->held_charge);
+    sr_rx_charge_held(w, &dc->rx);
     dc->wait_next = NULL;
     if (p->wait_tail)
         p->wait_tail->wait_next = dc;
@@ -259,192 +187,6 @@ static void unlink_waiter(struct sr_pipe_rt *p, struct sr_dcall *dc)
     if (p->wait_tail == dc) p->wait_tail = prev;
     dc->wait_next = NULL;
     dc->paused = false;
-}
-
-/* Pushes the held event. Returns true if it went in (held is then empty). */
-static bool push_held(struct sr_worker *w, struct sr_dcall *dc)
-{
-    struct sr_pipe_rt *p = dc->pipe;
-    uint32_t bytes = (uint32_t)(GRPC_SLICE_LENGTH(dc->held_prefix) + GRPC_SLICE_LENGTH(dc->held_body));
-    /* waiters are served in order: a new message queues behind them, so a
-     * large message is never starved by smaller ones that happen to fit */
-    if (p->wait_head && !dc->paused) return false;
-    if (sr_partition_push(&p->part, dc->held_prefix, dc->held_body, dc->held_key, dc->held_items,
-                          dc->held_flags, w->now_ms) != 0)
-        return false;
-    SR_CNT_ADD(w->ctr.pipe[p->id].recv_events, 1);
-    SR_CNT_ADD(w->ctr.pipe[p->id].recv_bytes, bytes);
-    p->dirty = true;
-    dc->held_prefix = grpc_empty_slice();
-    dc->held_body = grpc_empty_slice();
-    dc->held_items = 0;
-    return true;
-}
-
-/* The event key of a message without stream context: (service, serviceInstance)
- * from the method's key fields (SegmentObject 4 and 5). 0 when it has none.
- * Returns SR_PB_EMALFORMED on bad framing. */
-static int message_key(const struct sr_dcall *dc, const uint8_t *b, size_t n, uint64_t *key)
-{
-    const struct sr_method *m = dc->m;
-    struct sr_pb_field f[2];
-    *key = 0;
-    /* Only keyed routing and grouping read the key: skip the hash otherwise. */
-    if (!m->key_fields[0] || !dc->pipe->keyed)
-        return sr_pb_scan(b, n, NULL, 0, NULL) < 0 ? SR_PB_EMALFORMED : 0;
-    if (sr_pb_scan(b, n, m->key_fields, 2, f) < 0) return SR_PB_EMALFORMED;
-    if ((f[0].present && f[0].val_len) || (f[1].present && f[1].val_len))
-        *key = sr_ctx_key2(f[0].present ? b + f[0].val_off : NULL, f[0].present ? f[0].val_len : 0,
-                           f[1].present ? b + f[1].val_off : NULL, f[1].present ? f[1].val_len : 0);
-    return 0;
-}
-
-/* Pushes the segments of a held SegmentCollection from held_pos on.
- * Returns true when all went in. */
-static bool push_collection(struct sr_worker *w, struct sr_dcall *dc)
-{
-    struct sr_pipe_rt *p = dc->pipe;
-    const uint8_t *b = GRPC_SLICE_START_PTR(dc->held_body);
-    size_t n = GRPC_SLICE_LENGTH(dc->held_body), pos = dc->held_pos, at;
-    struct sr_pb_field f;
-
-    if (p->wait_head && !dc->paused) return false; /* waiters first (see push_held) */
-    for (;;) {
-        at = pos;
-        if (sr_pb_next(b, n, &pos, &f) != 1) break; /* validated before: only the end gets here */
-        if (f.number != 1) continue;
-        uint64_t key;
-        (void)message_key(dc, b + f.val_off, f.val_len, &key); /* validated before */
-        grpc_slice seg = grpc_slice_sub(dc->held_body, f.val_off, f.val_off + f.val_len);
-        if (sr_partition_push(&p->part, grpc_empty_slice(), seg, key, 1, 0, w->now_ms) != 0) {
-            grpc_slice_unref(seg);
-            dc->held_pos = at;
-            return false;
-        }
-        SR_CNT_ADD(w->ctr.pipe[p->id].recv_events, 1);
-        SR_CNT_ADD(w->ctr.pipe[p->id].recv_bytes, f.val_len);
-        p->dirty = true;
-    }
-    drop_held(w, dc);
-    dc->held_pos = 0;
-    return true;
-}
-
-static bool resume(struct sr_worker *w, struct sr_dcall *dc)
-{
-    bool in;
-    uint64_t charge = dc->held_charge;
-    uncharge_held(w, dc); /* the push charges what goes into the queue */
-    in = dc->m->kind == SR_RK_SEGMENT_COLLECTION ? push_collection(w, dc) : push_held(w, dc);
-    if (!in) {
-        dc->held_charge = charge;
-        sr_budget_charge(&w->budget, charge);
-    }
-    return in;
-}
-
-static void invalid(struct sr_worker *w, struct sr_dcall *dc, const char *what)
-{
-    SR_CNT_ADD(w->ctr.pipe[dc->pipe->id].invalid_calls, 1);
-    SR_LOG_RL(SR_LOG_WARN, "receiver", "%s: malformed message (%s), call failed with INVALID_ARGUMENT",
-              dc->m->path, what);
-    finish(dc, GRPC_STATUS_INVALID_ARGUMENT, "skyrelay: malformed protobuf message");
-}
-
-/* Turns one received message into events. */
-static void process(struct sr_worker *w, struct sr_dcall *dc, grpc_slice body)
-{
-    const uint8_t *b = GRPC_SLICE_START_PTR(body);
-    size_t n = GRPC_SLICE_LENGTH(body);
-    const char *why = NULL;
-    bool in;
-
-    /* the whole message against its schema, before the agent can be told OK */
-    if (dc->schema && sr_schema_check(dc->schema, b, n, &why) < 0) {
-        grpc_slice_unref(body);
-        invalid(w, dc, why ? why : "schema");
-        return;
-    }
-    switch (dc->m->kind) {
-    case SR_RK_MESSAGE: {
-        grpc_slice prefix = grpc_empty_slice(), stripped;
-        uint64_t key = 0;
-        int r;
-        /* an explicit empty context value ("" service) takes the stream's own,
-         * as OAP would give it agent-direct (src/receiver/context.c) */
-        if (dc->m->ctx && sr_stream_ctx_strip_empty(dc->m->ctx, &dc->ctx, b, n, &stripped) == 1) {
-            grpc_slice_unref(body);
-            body = stripped;
-            b = GRPC_SLICE_START_PTR(body);
-            n = GRPC_SLICE_LENGTH(body);
-        }
-        r = dc->m->ctx ? sr_stream_ctx_apply(dc->m->ctx, &dc->ctx, b, n, &prefix, &key)
-                           : message_key(dc, b, n, &key);
-        if (r < 0) {
-            grpc_slice_unref(body);
-            invalid(w, dc, "message");
-            return;
-        }
-        dc->held_prefix = prefix;
-        dc->held_body = body;
-        dc->held_key = key;
-        dc->held_items = 1;
-        dc->held_flags = 0;
-        in = push_held(w, dc);
-        break;
-    }
-    case SR_RK_SEGMENT_COLLECTION: {
-        struct sr_pb_field f, seg;
-        size_t pos = 0, spos;
-        int r;
-        /* Validate everything first: a malformed collection is refused whole. */
-        while ((r = sr_pb_next(b, n, &pos, &f)) == 1) {
-            if (f.number != 1) continue;
-            if (f.wire_type != SR_WT_LEN) break;
-            spos = 0;
-            while ((r = sr_pb_next(b + f.val_off, f.val_len, &spos, &seg)) == 1) {
-            }
-            if (r < 0) break;
-        }
-        if (r != 0) {
-            grpc_slice_unref(body);
-            invalid(w, dc, "SegmentCollection");
-            return;
-        }
-        dc->held_body = body;
-        dc->held_pos = 0;
-        in = push_collection(w, dc);
-        break;
-    }
-    case SR_RK_METER_COLLECTION: {
-        uint64_t key;
-        uint32_t items;
-        if (sr_meter_collection_key(b, n, &key, &items) < 0) {
-            grpc_slice_unref(body);
-            invalid(w, dc, "MeterDataCollection");
-            return;
-        }
-        if (items == 0) { /* nothing OAP would read */
-            grpc_slice_unref(body);
-            in = true;
-            break;
-        }
-        dc->held_prefix = grpc_empty_slice();
-        dc->held_body = body;
-        dc->held_key = key;
-        dc->held_items = items;
-        dc->held_flags = SR_EV_FRAGMENT;
-        in = push_held(w, dc);
-        break;
-    }
-    default:
-        grpc_slice_unref(body);
-        in = true;
-    }
-    if (in)
-        arm_recv(dc);
-    else
-        pause_call(w, dc);
 }
 
 /* server.authentication: the call must carry `authentication: <token>`. */
@@ -473,14 +215,14 @@ static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok)
     if (!ok) { /* server shutting down */
         grpc_call_details_destroy(&dc->details);
         grpc_metadata_array_destroy(&dc->md);
-        sr_stream_ctx_deinit(&dc->ctx);
+        sr_stream_ctx_deinit(&dc->rx.ctx);
         free(dc);
         return;
     }
     w->live_dcalls++;
     if (!atomic_load(&w->rt->draining)) arm_request(w);
 
-    dc->m = sr_method_find((const char *)GRPC_SLICE_START_PTR(dc->details.method),
+    dc->rx.m = sr_method_find((const char *)GRPC_SLICE_START_PTR(dc->details.method),
                            GRPC_SLICE_LENGTH(dc->details.method));
     if (!authenticated(w, dc)) {
         SR_CNT_ADD(w->ctr.unauthenticated_calls, 1);
@@ -498,12 +240,16 @@ static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok)
         op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
         op.data.recv_close_on_server.cancelled = &dc->cancelled;
         start(dc, &op, 1, &dc->t_close);
-        finish_with(dc, GRPC_STATUS_OK, NULL, sr_ready(w->rt) ? serving : not_serving, 2);
+        finish_with(dc, GRPC_STATUS_OK, NULL,
+                    !atomic_load(&w->rt->draining) && sr_upstream_reachable(&w->rt->up, w->now_ms)
+                        ? serving
+                        : not_serving,
+                    2);
         return;
     }
-    if (!dc->m || dc->m->mode != SR_MODE_ASYNC) {
+    if (!dc->rx.m || dc->rx.m->mode != SR_MODE_ASYNC) {
         /* synchronous pass-through, bidi streams and unknown methods: relayed */
-        sr_relay_start(w, dc->call, &dc->details, &dc->md, dc->m ? dc->m->mode : SR_MODE_RELAY);
+        sr_relay_start(w, dc->call, &dc->details, &dc->md, dc->rx.m ? dc->rx.m->mode : SR_MODE_RELAY);
         dc->call = NULL;
         w->live_dcalls++; /* the relay owns the call now; this dcall is freed below */
         maybe_free(w, dc);
@@ -515,16 +261,16 @@ static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok)
     op.data.recv_close_on_server.cancelled = &dc->cancelled;
     start(dc, &op, 1, &dc->t_close);
 
-    if (!w->rt->cfg->pipes[dc->m->pipe].enabled) {
+    if (!w->rt->cfg->pipes[dc->rx.m->pipe].enabled) {
         SR_CNT_ADD(w->ctr.unknown_method_calls, 1);
         SR_LOG_RL(SR_LOG_WARN, "server", "pipe %s is disabled: %.*s answered UNIMPLEMENTED",
-                  sr_pipe_name(dc->m->pipe), (int)GRPC_SLICE_LENGTH(dc->details.method),
+                  sr_pipe_name(dc->rx.m->pipe), (int)GRPC_SLICE_LENGTH(dc->details.method),
                   (const char *)GRPC_SLICE_START_PTR(dc->details.method));
         finish(dc, GRPC_STATUS_UNIMPLEMENTED, "skyrelay: pipe disabled");
         return;
     }
-    dc->pipe = &w->pipes[dc->m->pipe];
-    dc->schema = sr_schema_for_method((const char *)GRPC_SLICE_START_PTR(dc->details.method),
+    dc->rx.pipe = &w->pipes[dc->rx.m->pipe];
+    dc->rx.schema = sr_schema_for_method((const char *)GRPC_SLICE_START_PTR(dc->details.method),
                                       GRPC_SLICE_LENGTH(dc->details.method));
     arm_recv(dc);
 }
@@ -548,7 +294,17 @@ static void on_recv(struct sr_worker *w, struct sr_tag *t, bool ok)
         finish(dc, GRPC_STATUS_OK, NULL);
         return;
     }
-    process(w, dc, take_body(bb));
+    switch (sr_rx_process(w, &dc->rx, sr_rx_take_body(bb))) {
+    case SR_RX_QUEUED:
+        arm_recv(dc);
+        break;
+    case SR_RX_FULL:
+        pause_call(w, dc);
+        break;
+    case SR_RX_INVALID:
+        finish(dc, GRPC_STATUS_INVALID_ARGUMENT, "skyrelay: malformed protobuf message");
+        break;
+    }
     maybe_free(w, dc);
 }
 
@@ -560,7 +316,7 @@ static void on_send(struct sr_worker *w, struct sr_tag *t, bool ok)
         grpc_byte_buffer_destroy(dc->sbuf);
         dc->sbuf = NULL;
     }
-    if (ok && dc->status == GRPC_STATUS_OK && dc->pipe) SR_CNT_ADD(w->ctr.pipe[dc->pipe->id].ok_calls, 1);
+    if (ok && dc->status == GRPC_STATUS_OK && dc->rx.pipe) SR_CNT_ADD(w->ctr.pipe[dc->rx.pipe->id].ok_calls, 1);
     maybe_free(w, dc);
 }
 
@@ -568,14 +324,14 @@ static void on_close(struct sr_worker *w, struct sr_tag *t, bool ok)
 {
     struct sr_dcall *dc = DCALL_OF(t, t_close);
     dc->refs--;
-    if ((dc->cancelled || !ok) && dc->pipe && !dc->broken_counted) {
+    if ((dc->cancelled || !ok) && dc->rx.pipe && !dc->broken_counted) {
         dc->broken_counted = true;
-        SR_CNT_ADD(w->ctr.pipe[dc->pipe->id].broken_calls, 1);
+        SR_CNT_ADD(w->ctr.pipe[dc->rx.pipe->id].broken_calls, 1);
         if (dc->paused) {
             /* The held message was never accepted; the client sees its call fail. */
-            SR_CNT_ADD(w->ctr.pipe[dc->pipe->id].rejected_events, dc->held_items ? dc->held_items : 1);
-            unlink_waiter(dc->pipe, dc);
-            drop_held(w, dc);
+            SR_CNT_ADD(w->ctr.pipe[dc->rx.pipe->id].rejected_events, dc->rx.held_items ? dc->rx.held_items : 1);
+            unlink_waiter(dc->rx.pipe, dc);
+            sr_rx_drop_held(w, &dc->rx);
         }
         dc->finished = true;
     }
@@ -586,7 +342,7 @@ void sr_worker_room(struct sr_worker *w, struct sr_pipe_rt *p)
 {
     while (p->wait_head) {
         struct sr_dcall *dc = p->wait_head;
-        if (!resume(w, dc)) return;
+        if (!sr_rx_resume(w, &dc->rx)) return;
         p->wait_head = dc->wait_next;
         if (!p->wait_head) p->wait_tail = NULL;
         dc->wait_next = NULL;
@@ -601,12 +357,12 @@ static int64_t expire_waiters(struct sr_worker *w, struct sr_pipe_rt *p)
     while (p->wait_head && p->wait_head->wait_deadline <= w->now_ms) {
         struct sr_dcall *dc = p->wait_head;
         unlink_waiter(p, dc);
-        SR_CNT_ADD(w->ctr.pipe[p->id].rejected_events, dc->held_items ? dc->held_items : 1);
+        SR_CNT_ADD(w->ctr.pipe[p->id].rejected_events, dc->rx.held_items ? dc->rx.held_items : 1);
         SR_CNT_ADD(w->ctr.pipe[p->id].refused_calls, 1);
         SR_LOG_RL(SR_LOG_WARN, "queue",
                   "pipe %s: queue full for %u ms, call failed with RESOURCE_EXHAUSTED",
                   sr_pipe_name(p->id), p->cfg->queue.full_wait_ms);
-        drop_held(w, dc);
+        sr_rx_drop_held(w, &dc->rx);
         finish(dc, GRPC_STATUS_RESOURCE_EXHAUSTED, "skyrelay: queue full");
     }
     return p->wait_head ? p->wait_head->wait_deadline : INT64_MAX;
@@ -688,6 +444,10 @@ static void *worker_main(void *arg)
         for (int i = 0; i < SR_PIPE_COUNT; i++) {
             struct sr_pipe_rt *p = &w->pipes[i];
             if (!p->cfg->enabled) continue;
+            if (p->room) {
+                p->room = false;
+                sr_worker_room(w, p);
+            }
             if (p->wait_head) {
                 t = p->wait_head->wait_deadline <= w->now_ms ? expire_waiters(w, p)
                                                              : p->wait_head->wait_deadline;
@@ -708,7 +468,7 @@ static void *worker_main(void *arg)
             atomic_store(&w->idle, 1);
         }
         if (wake > w->now_ms + MAX_WAIT_MS) wake = w->now_ms + MAX_WAIT_MS;
-        ev = grpc_completion_queue_next(w->cq, ms_to_deadline(wake), NULL);
+        ev = grpc_completion_queue_next(w->cq, sr_ms_to_deadline(wake), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
         w->now_ms = sr_now_ms();
         if (ev.type == GRPC_OP_COMPLETE) {

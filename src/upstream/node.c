@@ -101,6 +101,10 @@ size_t sr_upstream_apply(struct sr_upstream *up, const struct sr_node_config *no
         SR_ERROR("upstream", "out of memory applying a node list; keeping the current one");
         return 0;
     }
+    /* Two passes: the addresses that already have a slot first, then the new
+     * ones, so that a returning node keeps its own slot whatever the order of
+     * the list (a new address must not take it first). */
+    for (int phase = 0; phase < 2; phase++)
     for (size_t k = 0; k < n; k++) {
         struct sr_node *slot = NULL, *reuse = NULL;
         uint32_t w = nodes[k].weight ? nodes[k].weight : 1;
@@ -114,6 +118,7 @@ size_t sr_upstream_apply(struct sr_upstream *up, const struct sr_node_config *no
                 atomic_load(&nd->inflight) == 0)
                 reuse = nd;
         }
+        if ((slot != NULL) != (phase == 0)) continue; /* not this pass's kind */
         if (slot) {
             if (wanted[slot->index]) continue; /* listed twice */
             wanted[slot->index] = true;
@@ -159,6 +164,10 @@ size_t sr_upstream_apply(struct sr_upstream *up, const struct sr_node_config *no
         atomic_store(&reuse->poison_events, 0);
         atomic_store(&reuse->stalls, 0);
         atomic_store(&reuse->ewma_us, 0);
+        atomic_store(&reuse->ewma_stamp_us, 0);
+        for (int b = 0; b < SR_LAT_BUCKETS; b++) atomic_store(&reuse->latency.bucket[b], 0);
+        atomic_store(&reuse->latency.sum_us, 0);
+        atomic_store(&reuse->latency.count, 0);
         if (!reuse->address || !reuse->channel) {
             SR_ERROR("upstream", "cannot create a channel to %s", nodes[k].address);
             atomic_store(&reuse->gone, 1);

@@ -418,6 +418,47 @@ static void slots_are_stable_over_a_rolling_restart(void **state)
     sr_upstream_deinit(&up);
 }
 
+/* A reused slot must not keep the previous node's latency histogram
+ * (its latency histogram would show under the new address). */
+static void reused_slot_starts_with_an_empty_latency_histogram(void **state)
+{
+    struct sr_upstream up;
+    struct sr_node *a;
+    (void)state;
+    up_init(&up);
+    apply(&up, "A B", 0);
+    a = slot_of(&up, 'A');
+    sr_node_observe_latency(a, 1500, 0);
+    sr_node_observe_latency(a, 2500, 1);
+    assert_true(atomic_load(&a->latency.count) == 2);
+    apply(&up, "B", 1000);
+    apply(&up, "B D", 1000 + REUSE_MS);
+    assert_ptr_equal(slot_of(&up, 'D'), a);
+    assert_true(atomic_load(&a->latency.count) == 0);
+    assert_true(atomic_load(&a->latency.sum_us) == 0);
+    for (int b = 0; b < SR_LAT_BUCKETS; b++) assert_true(atomic_load(&a->latency.bucket[b]) == 0);
+    sr_upstream_deinit(&up);
+}
+
+/* A gone node that comes back in the same list as a new
+ * address listed before it keeps its own slot (the new address must not take
+ * it because it is free for reuse after 60 s). */
+static void returning_node_listed_after_a_new_one_keeps_its_slot(void **state)
+{
+    struct sr_upstream up;
+    struct sr_node *a;
+    (void)state;
+    up_init(&up);
+    apply(&up, "A B", 0);
+    a = slot_of(&up, 'A');
+    atomic_store(&a->sent_events, 42);
+    apply(&up, "B", 1000);
+    apply(&up, "D A B", 1000 + REUSE_MS);
+    assert_ptr_equal(slot_of(&up, 'A'), a);
+    assert_true(atomic_load(&a->sent_events) == 42);
+    sr_upstream_deinit(&up);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +475,8 @@ int main(void)
         cmocka_unit_test(an_empty_list_marks_every_node_gone),
         cmocka_unit_test(retired_addresses_stay_valid_until_deinit),
         cmocka_unit_test(slots_are_stable_over_a_rolling_restart),
+        cmocka_unit_test(reused_slot_starts_with_an_empty_latency_histogram),
+        cmocka_unit_test(returning_node_listed_after_a_new_one_keeps_its_slot),
     };
     return cmocka_run_group_tests_name("node_set", tests, group_setup, sr_test_grpc_teardown);
 }
