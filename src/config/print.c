@@ -24,19 +24,54 @@ static bool is_secret(const char *path)
     return false;
 }
 
-/* A YAML double-quoted scalar. Bytes >= 0x80 are written as they are: libyaml
- * already checked the file's UTF-8, and "\xHH" would mean a code point. */
-static void put_quoted(FILE *out, const char *s)
+/* The code point of the UTF-8 sequence at s and its length, or 0 when it is not valid. */
+static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
 {
+    size_t n = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
+    uint32_t v = n == 4 ? s[0] & 0x07u : n == 3 ? s[0] & 0x0Fu : s[0] & 0x1Fu;
+    if (n == 0 || s[0] > 0xF4) return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        v = v << 6 | (s[i] & 0x3Fu);
+    }
+    if ((n == 3 && v < 0x800) || (n == 4 && (v < 0x10000 || v > 0x10FFFF)) ||
+        (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+/* What libyaml reads back as written inside a double-quoted scalar: printable and not a
+ * line break (NEL, LS, PS would be folded into a space) nor a byte order mark. */
+static bool plain_code_point(uint32_t cp)
+{
+    return (cp >= 0xA0 && cp <= 0xD7FF && cp != 0x2028 && cp != 0x2029) ||
+           (cp >= 0xE000 && cp <= 0xFFFD && cp != 0xFEFF) || (cp >= 0x10000 && cp <= 0x10FFFF);
+}
+
+/* A YAML double-quoted scalar that libyaml reads back to the same bytes. */
+static void put_quoted(FILE *out, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
     fputc('"', out);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(out, "\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            fprintf(out, "\\x%02x", ch);
-        else
-            fputc(ch, out);
+    while (*s) {
+        uint32_t cp;
+        size_t n;
+        if (*s == '"' || *s == '\\') {
+            fprintf(out, "\\%c", *s++);
+        } else if (*s < 0x20 || *s == 0x7f) {
+            fprintf(out, "\\x%02x", *s++);
+        } else if (*s < 0x80) {
+            fputc(*s++, out);
+        } else if ((n = utf8_decode(s, &cp)) == 0) {
+            fputc(*s++, out); /* not UTF-8 (only an environment variable can do that) */
+        } else if (plain_code_point(cp)) {
+            fwrite(s, 1, n, out);
+            s += n;
+        } else {
+            fprintf(out, cp > 0xFFFF ? "\\U%08x" : "\\u%04x", (unsigned)cp);
+            s += n;
+        }
     }
     fputc('"', out);
 }
@@ -48,7 +83,7 @@ static void put_string(FILE *out, const struct sr_config_key *k, const char *s)
         return;
     }
     put_quoted(out, s ? s : "");
-    /* there is no escape for "${": such a value (only an environment variable can make
+    /* there is no escape for "${": such a value (only a placeholder's result can hold
      * one) would be read back as a placeholder */
     if (s && strstr(s, "${")) fputs("  # holds \"${\": a reload substitutes it", out);
 }

@@ -505,7 +505,7 @@ static void print_config_round_trips_every_kind_of_value(void **state)
                 "    namespaces: a,b\n"
                 "    kind: endpoints\n"
                 "    label_selector: \"app=oap, tier in (x)\"\n"
-                "    field_selector: 'status.phase=Running'\n"
+                "    field_selector: \"a\\u2028b\\x85c\\x80d\\uFEFFe\\U0001F600f\\x01\"\n"
                 "    extra_port: 1\n"
                 "    api_server: \"https://k8s:6443\"\n"
                 "    bearer_token_file: \"/t \\\"q\\\" \\\\ \\t x\"\n"
@@ -544,6 +544,9 @@ static void print_config_round_trips_every_kind_of_value(void **state)
                 "  stream_grace: 1h\n");
     /* the values above reached the config (not defaults printed twice) */
     assert_string_equal(r.cfg.upstream.kubernetes.bearer_token_file, "/t \"q\" \\ \t x");
+    assert_string_equal(r.cfg.upstream.kubernetes.field_selector, "a\xe2\x80\xa8" "b\xc2\x85"
+                                                                  "c\xc2\x80" "d\xef\xbb\xbf"
+                                                                  "e\xf0\x9f\x98\x80" "f\x01");
     assert_int_equal(r.cfg.upstream.nodes[2].weight, 1000);
     assert_int_equal(r.cfg.pipes[SR_PIPE_LOG].sender.linger_ms, 20);
     assert_int_equal(r.cfg.pipes[SR_PIPE_METER].routing.policy, SR_ROUTE_FIXED);
