@@ -38,11 +38,14 @@ static int signals_seen;
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: skyrelay [--config FILE] [--check-config] [--version] [--help]\n"
+            "usage: skyrelay [--config FILE] [--check-config | --print-config] [--version]\n"
+            "                [--help]\n"
             "\n"
             "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
             "      --check-config  load and validate the configuration, then exit\n"
             "                      (0 = valid; errors as file:line:col: key: reason)\n"
+            "      --print-config  load it, print the effective configuration as YAML\n"
+            "                      (every key, every pipe; secrets <redacted>), then exit\n"
             "  -v, --version       print the version and exit\n"
             "  -h, --help          this text\n"
             "\n"
@@ -415,11 +418,11 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
-        {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"print-config", no_argument, NULL, 'p'}, {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *path = DEFAULT_CONFIG;
     struct sr_config cfg;
-    bool check = false;
+    bool check = false, print = false;
     int c, rc;
 
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
@@ -429,6 +432,9 @@ int main(int argc, char **argv)
             break;
         case 'k':
             check = true;
+            break;
+        case 'p':
+            print = true;
             break;
         case 'v':
             printf("skyrelay %s (grpc core %s)\n", SR_VERSION, grpc_version_string());
@@ -450,6 +456,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "skyrelay: invalid configuration %s\n", path);
         sr_config_deinit(&cfg);
         return 1;
+    }
+    if (print) {
+        rc = sr_config_print(&cfg, stdout) == 0 ? 0 : 1;
+        sr_config_deinit(&cfg);
+        return rc;
     }
     if (check) {
         printf("%s: OK (listen %s, %zu upstream nodes)\n", path, cfg.server.address,
