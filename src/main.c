@@ -61,41 +61,21 @@ static void on_server_shutdown(struct sr_worker *w, struct sr_tag *t, bool ok)
     atomic_store(&rt.server_shutdown_done, 1);
 }
 
-static void sum_pipe(enum sr_pipe_id id, struct sr_pipe_totals *out)
-{
-    memset(out, 0, sizeof(*out));
-    for (uint32_t i = 0; i < rt.n_workers; i++) sr_pipe_totals_add(out, &rt.workers[i].ctr.pipe[id]);
-}
-
 static void log_stats(const char *when)
 {
+    struct sr_buf fields;
+
+    sr_buf_init(&fields);
     for (int p = 0; p < SR_PIPE_COUNT; p++) {
         struct sr_pipe_totals c;
-        uint64_t depth = 0;
         if (!rt.cfg->pipes[p].enabled) continue;
-        sum_pipe((enum sr_pipe_id)p, &c);
-        for (uint32_t i = 0; i < rt.n_workers; i++)
-            depth += atomic_load(&rt.workers[i].pipes[p].part.depth_events);
-        SR_INFO("stats",
-                "%s pipe=%s received=%llu sent=%llu queued=%llu batches=%llu calls_ok=%llu "
-                "rejected=%llu refused_calls=%llu invalid_calls=%llu broken_calls=%llu "
-                "paused=%llu upstream_failed=%llu retried_events=%llu hedged_events=%llu "
-                "content_failed_calls=%llu split_batches=%llu "
-                "dropped_retry_exhausted=%llu dropped_upstream_rejected=%llu dropped_shutdown=%llu "
-                "dropped_poison=%llu",
-                when, sr_pipe_name((enum sr_pipe_id)p), (unsigned long long)c.recv_events,
-                (unsigned long long)c.sent_events, (unsigned long long)depth,
-                (unsigned long long)c.sent_batches, (unsigned long long)c.ok_calls,
-                (unsigned long long)c.rejected_events, (unsigned long long)c.refused_calls,
-                (unsigned long long)c.invalid_calls, (unsigned long long)c.broken_calls,
-                (unsigned long long)c.paused, (unsigned long long)c.upstream_failed,
-                (unsigned long long)c.retried_events, (unsigned long long)c.hedged_events,
-                (unsigned long long)c.content_failed_calls, (unsigned long long)c.split_batches,
-                (unsigned long long)c.dropped[SR_DROP_RETRY_EXHAUSTED],
-                (unsigned long long)c.dropped[SR_DROP_UPSTREAM_REJECTED],
-                (unsigned long long)c.dropped[SR_DROP_SHUTDOWN],
-                (unsigned long long)c.dropped[SR_DROP_POISON]);
+        sr_pipe_snapshot(&rt, (enum sr_pipe_id)p, &c);
+        sr_buf_reset(&fields);
+        sr_pipe_stats_format(&fields, &c);
+        SR_INFO("stats", "%s pipe=%s%s", when, sr_pipe_name((enum sr_pipe_id)p),
+                fields.p ? fields.p : "");
     }
+    sr_buf_free(&fields);
     {
         uint64_t sync = 0, relay = 0, failed = 0, up = 0, down = 0, unauth = 0, unimpl = 0;
         for (uint32_t i = 0; i < rt.n_workers; i++) {

@@ -3,7 +3,8 @@
  * Every number is read at scrape time from where the data path already keeps
  * it: the workers' counters (summed with relaxed loads; each worker is the only
  * writer of its own), the partitions' depth atomics, the nodes' atomics and the
- * connection monitor. Nothing is counted for the scrape, so a scrape costs the
+ * connection monitor. The per-pipe families come from the SR_PIPE_COUNTERS
+ * list (metrics.h) and sr_pipe_snapshot. Nothing is counted for the scrape, so a scrape costs the
  * workers nothing. The sums are not a snapshot across workers (a batch may be
  * counted as sent on one worker while another's received is read a moment
  * earlier); each series is still monotone, which is all Prometheus needs.
@@ -14,7 +15,6 @@
  * The list of families with their meaning is docs/metrics.md. */
 #include <dirent.h>
 #include <grpc/grpc.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "skyrelay/admin.h"
+#include "skyrelay/buf.h"
 #include "skyrelay/conn_limit.h"
 #include "skyrelay/metrics.h"
 #include "skyrelay/queue.h"
@@ -30,147 +31,63 @@
 #include "skyrelay/worker.h"
 #include "internal.h"
 
-/* ---- a growing output buffer ---- */
-
-struct out {
-    char *p;
-    size_t len, cap;
-    bool oom; /* an allocation failed: the render returns NULL */
-};
-
-static bool reserve(struct out *o, size_t more)
-{
-    size_t cap;
-    char *p;
-    if (o->oom) return false;
-    if (o->len + more + 1 <= o->cap) return true;
-    cap = o->cap ? o->cap : 16384;
-    while (cap < o->len + more + 1) cap *= 2;
-    p = realloc(o->p, cap);
-    if (!p) {
-        o->oom = true;
-        return false;
-    }
-    o->p = p;
-    o->cap = cap;
-    return true;
-}
-
-static void put(struct out *o, const char *s, size_t n)
-{
-    if (!reserve(o, n)) return;
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-    o->p[o->len] = '\0';
-}
-
-static void puts_(struct out *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-static void __attribute__((format(printf, 2, 3))) putf(struct out *o, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-    if (!reserve(o, 128)) return;
-    va_start(ap, fmt);
-    n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        o->oom = true;
-        return;
-    }
-    if ((size_t)n >= o->cap - o->len) {
-        if (!reserve(o, (size_t)n)) return;
-        va_start(ap, fmt);
-        vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
-        va_end(ap);
-    }
-    o->len += (size_t)n;
-}
+/* ---- writing ---- */
 
 /* A label value: backslash, double quote and line feed are escaped (the
  * exposition format's rule); everything else is written as is. */
-static void put_label_value(struct out *o, const char *v)
+static void put_label_value(struct sr_buf *o, const char *v)
 {
     for (const char *s = v ? v : ""; *s; s++) {
         if (*s == '\\')
-            puts_(o, "\\\\");
+            sr_buf_puts(o, "\\\\");
         else if (*s == '"')
-            puts_(o, "\\\"");
+            sr_buf_puts(o, "\\\"");
         else if (*s == '\n')
-            puts_(o, "\\n");
+            sr_buf_puts(o, "\\n");
         else
-            put(o, s, 1);
+            sr_buf_append(o, s, 1);
     }
 }
 
 /* "# HELP" and "# TYPE" of a family, written once before its samples. The
  * help texts are constants without backslashes or line feeds. */
-static void family(struct out *o, const char *name, const char *type, const char *help)
+static void family(struct sr_buf *o, const char *name, const char *type, const char *help)
 {
-    putf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    sr_buf_appendf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* name{k="v"} value: one label (k NULL = none). */
-static void sample(struct out *o, const char *name, const char *k, const char *v, uint64_t value)
+static void sample(struct sr_buf *o, const char *name, const char *k, const char *v, uint64_t value)
 {
-    puts_(o, name);
+    sr_buf_puts(o, name);
     if (k) {
-        putf(o, "{%s=\"", k);
+        sr_buf_appendf(o, "{%s=\"", k);
         put_label_value(o, v);
-        puts_(o, "\"}");
+        sr_buf_puts(o, "\"}");
     }
-    putf(o, " %llu\n", (unsigned long long)value);
+    sr_buf_appendf(o, " %llu\n", (unsigned long long)value);
 }
 
-/* name{k1="v1",k2="v2"} value */
 /* A family with one unlabelled sample. */
-static void single(struct out *o, const char *name, const char *type, const char *help,
+static void single(struct sr_buf *o, const char *name, const char *type, const char *help,
                    uint64_t value)
 {
     family(o, name, type, help);
     sample(o, name, NULL, NULL, value);
 }
 
-static void sample2(struct out *o, const char *name, const char *k1, const char *v1,
+/* name{k1="v1",k2="v2"} value */
+static void sample2(struct sr_buf *o, const char *name, const char *k1, const char *v1,
                     const char *k2, const char *v2, uint64_t value)
 {
-    putf(o, "%s{%s=\"", name, k1);
+    sr_buf_appendf(o, "%s{%s=\"", name, k1);
     put_label_value(o, v1);
-    putf(o, "\",%s=\"", k2);
+    sr_buf_appendf(o, "\",%s=\"", k2);
     put_label_value(o, v2);
-    putf(o, "\"} %llu\n", (unsigned long long)value);
+    sr_buf_appendf(o, "\"} %llu\n", (unsigned long long)value);
 }
 
 /* ---- sums over the workers ---- */
-
-struct pipe_sum {
-    struct sr_pipe_totals t;
-    uint64_t depth_events, depth_bytes, cap_events, cap_bytes;
-    uint64_t bucket[SR_LAT_BUCKETS]; /* not cumulative, like struct sr_latency */
-    uint64_t lat_sum_us;
-};
-
-static void sum_pipe(const struct sr_runtime *rt, enum sr_pipe_id id, struct pipe_sum *s)
-{
-    memset(s, 0, sizeof(*s));
-    for (uint32_t i = 0; i < rt->n_workers; i++) {
-        struct sr_worker *w = &rt->workers[i];
-        struct sr_pipe_counters *c = &w->ctr.pipe[id];
-        struct sr_latency *l = &w->ctr.upstream_latency[id];
-        struct sr_partition *part = &w->pipes[id].part;
-        sr_pipe_totals_add(&s->t, c);
-        for (int b = 0; b < SR_LAT_BUCKETS; b++) s->bucket[b] += SR_CNT_GET(l->bucket[b]);
-        s->lat_sum_us += SR_CNT_GET(l->sum_us);
-        s->depth_events += atomic_load_explicit(&part->depth_events, memory_order_relaxed);
-        s->depth_bytes += atomic_load_explicit(&part->depth_bytes, memory_order_relaxed);
-        /* set once by sr_partition_init, before the workers start */
-        s->cap_events += part->max_events;
-        s->cap_bytes += part->max_bytes;
-    }
-}
 
 struct other_sum {
     uint64_t relay_calls[2], relay_failed, msgs_up, msgs_down, unauthenticated, unimplemented;
@@ -193,84 +110,21 @@ static void sum_other(const struct sr_runtime *rt, struct other_sum *s)
 
 /* ---- per-pipe families ---- */
 
-/* One counter or gauge family with one sample per enabled pipe. */
-struct pipe_family {
-    const char *name, *type, *help;
-    size_t off; /* of a uint64_t in struct pipe_sum */
-};
-
-#define PS(f) offsetof(struct pipe_sum, f)
-
-static const struct pipe_family simple_families[] = {
-    {"skyrelay_pipe_received_events_total", "counter",
-     "Events accepted into the pipe's queue (a segment, log record, meter message, ALS message, "
-     "...).",
-     PS(t.recv_events)},
-    {"skyrelay_pipe_received_bytes_total", "counter",
-     "Bytes of the events accepted into the pipe's queue (context prefix included).",
-     PS(t.recv_bytes)},
-    {"skyrelay_pipe_rejected_events_total", "counter",
-     "Messages refused because the pipe's queue stayed full for queue.full_wait.",
-     PS(t.rejected_events)},
-    {"skyrelay_pipe_paused_total", "counter",
-     "Times a downstream stream was paused because its queue partition was full (backpressure).",
-     PS(t.paused)},
-    {"skyrelay_queue_events", "gauge",
-     "Events in the pipe's queue now, waiting or in flight upstream (sum over worker partitions).",
-     PS(depth_events)},
-    {"skyrelay_queue_bytes", "gauge",
-     "Bytes in the pipe's queue now, waiting or in flight upstream (sum over worker partitions).",
-     PS(depth_bytes)},
-    {"skyrelay_queue_capacity_events", "gauge",
-     "Bound of the pipe's queue in events (sum over worker partitions).", PS(cap_events)},
-    {"skyrelay_queue_capacity_bytes", "gauge",
-     "Bound of the pipe's queue in bytes (sum over worker partitions).", PS(cap_bytes)},
-    {"skyrelay_sender_sent_events_total", "counter",
-     "Events delivered upstream: the call that carried them ended OK.", PS(t.sent_events)},
-    {"skyrelay_sender_batches_total", "counter", "Batches delivered upstream.", PS(t.sent_batches)},
-    {"skyrelay_sender_upstream_calls_total", "counter", "Upstream batch calls started.",
-     PS(t.upstream_calls)},
-    {"skyrelay_sender_upstream_failed_calls_total", "counter",
-     "Upstream batch calls that did not end OK.", PS(t.upstream_failed)},
-    {"skyrelay_sender_retried_batches_total", "counter",
-     "Batch attempts re-sent after a failed attempt.", PS(t.retried_batches)},
-    {"skyrelay_sender_retried_events_total", "counter",
-     "Events re-sent after a failed attempt (a bound on possible duplicates upstream).",
-     PS(t.retried_events)},
-    {"skyrelay_sender_hedged_events_total", "counter",
-     "Events re-sent to another node because the node holding them stalled (no answer for "
-     "upstream.stall_timeout); the stalled node may still process them: possible duplicates.",
-     PS(t.hedged_events)},
-    {"skyrelay_sender_content_failed_calls_total", "counter",
-     "Upstream calls refused for their content (INTERNAL, INVALID_ARGUMENT, ...): the node is "
-     "kept, the batch is retried elsewhere, then split to isolate the bad event.",
-     PS(t.content_failed_calls)},
-    {"skyrelay_sender_split_batches_total", "counter",
-     "Times a refused batch (or part of one) was split in halves to isolate a poison event.",
-     PS(t.split_batches)},
-};
-
-static uint64_t field(const struct pipe_sum *s, size_t off)
-{
-    uint64_t v;
-    memcpy(&v, (const char *)s + off, sizeof(v));
-    return v;
-}
-
 /* bounds are in milliseconds; le is in seconds */
-static void put_le(struct out *o, int b)
+static void put_le(struct sr_buf *o, int b)
 {
     if (b >= SR_LAT_BUCKETS - 1)
-        puts_(o, "+Inf");
+        sr_buf_puts(o, "+Inf");
     else
-        putf(o, "%.6g", sr_latency_bounds_ms[b] / 1000.0);
+        sr_buf_appendf(o, "%.6g", sr_latency_bounds_ms[b] / 1000.0);
 }
 
-static void render_pipes(struct out *o, const struct sr_runtime *rt)
+/* The per-pipe families: one per SR_PIPE_COUNTERS entry with SR_PROM (list
+ * order), then skyrelay_pipe_calls_total from the SR_PROM_CALLS entries, the
+ * drops and the latency histogram. */
+static void render_pipes(struct sr_buf *o, const struct sr_runtime *rt)
 {
-    static const char *const call_status[4] = {"ok", "invalid_argument", "resource_exhausted",
-                                               "broken"};
-    struct pipe_sum *sums;
+    struct sr_pipe_totals *sums;
     bool enabled[SR_PIPE_COUNT];
 
     sums = calloc(SR_PIPE_COUNT, sizeof(*sums));
@@ -280,30 +134,31 @@ static void render_pipes(struct out *o, const struct sr_runtime *rt)
     }
     for (int p = 0; p < SR_PIPE_COUNT; p++) {
         enabled[p] = rt->cfg && rt->cfg->pipes[p].enabled;
-        if (enabled[p]) sum_pipe(rt, (enum sr_pipe_id)p, &sums[p]);
+        if (enabled[p]) sr_pipe_snapshot(rt, (enum sr_pipe_id)p, &sums[p]);
     }
 
-    for (size_t f = 0; f < sizeof(simple_families) / sizeof(simple_families[0]); f++) {
-        const struct pipe_family *pf = &simple_families[f];
-        family(o, pf->name, pf->type, pf->help);
+    for (int m = 0; m < SR_PIPE_METRIC_COUNT; m++) {
+        const struct sr_pipe_metric *pm = &sr_pipe_metrics[m];
+        if (pm->prom_status) continue;
+        family(o, pm->prom_name, pm->prom_type, pm->prom_help);
         for (int p = 0; p < SR_PIPE_COUNT; p++)
             if (enabled[p])
-                sample(o, pf->name, "pipe", sr_pipe_name((enum sr_pipe_id)p),
-                       field(&sums[p], pf->off));
+                sample(o, pm->prom_name, "pipe", sr_pipe_name((enum sr_pipe_id)p),
+                       sr_pipe_totals_get(&sums[p], pm));
     }
 
-    family(o, "skyrelay_pipe_calls_total", "counter",
+    family(o, SR_PIPE_CALLS_FAMILY, "counter",
            "Downstream calls ended, by outcome: ok, invalid_argument (malformed message), "
            "resource_exhausted (queue full for queue.full_wait), broken (cancelled by the client "
            "or the transport).");
     for (int p = 0; p < SR_PIPE_COUNT; p++) {
-        const struct pipe_sum *c = &sums[p];
-        const uint64_t v[4] = {c->t.ok_calls, c->t.invalid_calls, c->t.refused_calls,
-                               c->t.broken_calls};
         if (!enabled[p]) continue;
-        for (int s = 0; s < 4; s++)
-            sample2(o, "skyrelay_pipe_calls_total", "pipe", sr_pipe_name((enum sr_pipe_id)p),
-                    "status", call_status[s], v[s]);
+        for (int m = 0; m < SR_PIPE_METRIC_COUNT; m++) {
+            const struct sr_pipe_metric *pm = &sr_pipe_metrics[m];
+            if (pm->prom_status)
+                sample2(o, SR_PIPE_CALLS_FAMILY, "pipe", sr_pipe_name((enum sr_pipe_id)p), "status",
+                        pm->prom_status, sr_pipe_totals_get(&sums[p], pm));
+        }
     }
 
     family(o, "skyrelay_dropped_events_total", "counter",
@@ -315,8 +170,7 @@ static void render_pipes(struct out *o, const struct sr_runtime *rt)
         if (!enabled[p]) continue;
         for (int r = 0; r < SR_DROP_COUNT; r++)
             sample2(o, "skyrelay_dropped_events_total", "pipe", sr_pipe_name((enum sr_pipe_id)p),
-                    "reason", sr_drop_reason_name((enum sr_drop_reason)r),
-                    sums[p].t.dropped[r]);
+                    "reason", sr_drop_reason_name((enum sr_drop_reason)r), sums[p].dropped[r]);
     }
 
     family(o, "skyrelay_upstream_call_duration_seconds", "histogram",
@@ -328,17 +182,17 @@ static void render_pipes(struct out *o, const struct sr_runtime *rt)
         /* The buckets are kept non-cumulative; _count is their total, so that
          * the +Inf bucket equals _count even while workers observe. */
         for (int b = 0; b < SR_LAT_BUCKETS; b++) {
-            cum += sums[p].bucket[b];
-            puts_(o, "skyrelay_upstream_call_duration_seconds_bucket{pipe=\"");
+            cum += sums[p].lat_bucket[b];
+            sr_buf_puts(o, "skyrelay_upstream_call_duration_seconds_bucket{pipe=\"");
             put_label_value(o, name);
-            puts_(o, "\",le=\"");
+            sr_buf_puts(o, "\",le=\"");
             put_le(o, b);
-            putf(o, "\"} %llu\n", (unsigned long long)cum);
+            sr_buf_appendf(o, "\"} %llu\n", (unsigned long long)cum);
         }
-        puts_(o, "skyrelay_upstream_call_duration_seconds_sum{pipe=\"");
+        sr_buf_puts(o, "skyrelay_upstream_call_duration_seconds_sum{pipe=\"");
         put_label_value(o, name);
-        putf(o, "\"} %llu.%06llu\n", (unsigned long long)(sums[p].lat_sum_us / 1000000),
-             (unsigned long long)(sums[p].lat_sum_us % 1000000));
+        sr_buf_appendf(o, "\"} %llu.%06llu\n", (unsigned long long)(sums[p].lat_sum_us / 1000000),
+                       (unsigned long long)(sums[p].lat_sum_us % 1000000));
         sample(o, "skyrelay_upstream_call_duration_seconds_count", "pipe", name, cum);
     }
     free(sums);
@@ -360,7 +214,7 @@ static const char *node_state(const struct sr_node *n, int64_t now)
     return "up";
 }
 
-static void render_nodes(struct out *o, struct sr_runtime *rt)
+static void render_nodes(struct sr_buf *o, struct sr_runtime *rt)
 {
     static const char *const states[] = {"up", "stalled", "ejected"};
     const struct sr_upstream *up = &rt->up;
@@ -425,10 +279,10 @@ static void render_nodes(struct out *o, struct sr_runtime *rt)
         const struct sr_node *n = &up->nodes[i];
         uint64_t us = atomic_load_explicit(&n->ewma_us, memory_order_relaxed);
         if (!sr_node_present(n)) continue;
-        puts_(o, "skyrelay_upstream_node_latency_ewma_seconds{node=\"");
+        sr_buf_puts(o, "skyrelay_upstream_node_latency_ewma_seconds{node=\"");
         put_label_value(o, n->address);
-        putf(o, "\"} %llu.%06llu\n", (unsigned long long)(us / 1000000),
-             (unsigned long long)(us % 1000000));
+        sr_buf_appendf(o, "\"} %llu.%06llu\n", (unsigned long long)(us / 1000000),
+                       (unsigned long long)(us % 1000000));
     }
     family(o, "skyrelay_upstream_node_call_duration_seconds", "histogram",
            "Duration of upstream batch calls to the node, from start to status.");
@@ -438,23 +292,23 @@ static void render_nodes(struct out *o, struct sr_runtime *rt)
         if (!sr_node_present(n)) continue;
         for (int b = 0; b < SR_LAT_BUCKETS; b++) {
             cum += SR_CNT_GET(n->latency.bucket[b]);
-            puts_(o, "skyrelay_upstream_node_call_duration_seconds_bucket{node=\"");
+            sr_buf_puts(o, "skyrelay_upstream_node_call_duration_seconds_bucket{node=\"");
             put_label_value(o, n->address);
-            puts_(o, "\",le=\"");
+            sr_buf_puts(o, "\",le=\"");
             put_le(o, b);
-            putf(o, "\"} %llu\n", (unsigned long long)cum);
+            sr_buf_appendf(o, "\"} %llu\n", (unsigned long long)cum);
         }
-        puts_(o, "skyrelay_upstream_node_call_duration_seconds_sum{node=\"");
+        sr_buf_puts(o, "skyrelay_upstream_node_call_duration_seconds_sum{node=\"");
         put_label_value(o, n->address);
-        putf(o, "\"} %llu.%06llu\n", (unsigned long long)(sum_us / 1000000),
-             (unsigned long long)(sum_us % 1000000));
+        sr_buf_appendf(o, "\"} %llu.%06llu\n", (unsigned long long)(sum_us / 1000000),
+                       (unsigned long long)(sum_us % 1000000));
         sample(o, "skyrelay_upstream_node_call_duration_seconds_count", "node", n->address, cum);
     }
 }
 
 /* ---- server and pass-through ---- */
 
-static void render_server(struct out *o, struct sr_runtime *rt)
+static void render_server(struct sr_buf *o, struct sr_runtime *rt)
 {
     struct sr_conn_stats cs;
     struct other_sum s;
@@ -518,7 +372,7 @@ static int read_small_file(const char *path, char *buf, size_t cap)
     return n > 0 ? 0 : -1;
 }
 
-static void render_process(struct out *o)
+static void render_process(struct sr_buf *o)
 {
     char buf[4096];
     long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
@@ -538,15 +392,16 @@ static void render_process(struct out *o)
             char stat[4096];
             family(o, "process_cpu_seconds_total", "counter",
                    "Total user and system CPU time spent in seconds.");
-            putf(o, "process_cpu_seconds_total %.3f\n", (double)(utime + stime) / (double)tck);
+            sr_buf_appendf(o, "process_cpu_seconds_total %.3f\n",
+                           (double)(utime + stime) / (double)tck);
             if (read_small_file("/proc/stat", stat, sizeof(stat)) == 0) {
                 const char *b = strstr(stat, "\nbtime ");
                 unsigned long long btime;
                 if (b && sscanf(b + 7, "%llu", &btime) == 1) {
                     family(o, "process_start_time_seconds", "gauge",
                            "Start time of the process since unix epoch in seconds.");
-                    putf(o, "process_start_time_seconds %.10g\n",
-                         (double)btime + (double)start / (double)tck);
+                    sr_buf_appendf(o, "process_start_time_seconds %.10g\n",
+                                   (double)btime + (double)start / (double)tck);
                 }
             }
         }
@@ -581,20 +436,17 @@ static void render_process(struct out *o)
 
 char *sr_metrics_render(struct sr_runtime *rt, size_t *len)
 {
-    struct out o = {0};
+    struct sr_buf o;
 
+    sr_buf_init(&o);
+    sr_buf_reserve(&o, 64 * 1024); /* a typical body: one allocation */
     family(&o, "skyrelay_build_info", "gauge", "Always 1; the version is a label.");
-    puts_(&o, "skyrelay_build_info{version=\"");
+    sr_buf_puts(&o, "skyrelay_build_info{version=\"");
     put_label_value(&o, SR_VERSION);
-    puts_(&o, "\"} 1\n");
+    sr_buf_puts(&o, "\"} 1\n");
     render_server(&o, rt);
     render_pipes(&o, rt);
     render_nodes(&o, rt);
     render_process(&o);
-    if (o.oom || !reserve(&o, 0)) {
-        free(o.p);
-        return NULL;
-    }
-    if (len) *len = o.len;
-    return o.p;
+    return sr_buf_steal(&o, len); /* NULL if an allocation failed */
 }

@@ -91,31 +91,30 @@ int sr_self_meter_build(struct sr_runtime *rt, int64_t epoch_ms, struct sr_cpu_s
         instance = host;
     }
     for (int p = 0; p < SR_PIPE_COUNT; p++) {
-        uint64_t recv = 0, bad = 0, sent = 0, dropped = 0, depth_total = 0, cap = 0;
+        struct sr_pipe_totals t;
+        uint64_t bad, dropped = 0;
         const char *name = sr_pipe_name((enum sr_pipe_id)p);
         if (!cfg->pipes[p].enabled) continue;
         for (uint32_t i = 0; i < rt->n_workers; i++) {
-            struct sr_pipe_counters *c = &rt->workers[i].ctr.pipe[p];
-            struct sr_partition *part_ = &rt->workers[i].pipes[p].part;
-            uint64_t depth = SR_CNT_GET(part_->depth_events);
-            recv += SR_CNT_GET(c->recv_events);
-            bad += SR_CNT_GET(c->rejected_events) + SR_CNT_GET(c->invalid_calls);
-            sent += SR_CNT_GET(c->sent_events);
-            for (int r = 0; r < SR_DROP_COUNT; r++) dropped += SR_CNT_GET(c->dropped_events[r]);
-            cap += part_->max_events;
-            depth_total += depth;
+            const struct sr_partition *part_ = &rt->workers[i].pipes[p].part;
             snprintf(part, sizeof(part), "%u", i);
             add(b, "sw_stl_pipeline_queue_partition_size", "pipeline", name, "partition", part,
-                (double)depth);
+                (double)SR_CNT_GET(part_->depth_events));
         }
-        add(b, "sw_stl_gatherer_receive_count", "pipe", name, "status", "success", (double)recv);
+        sr_pipe_snapshot(rt, (enum sr_pipe_id)p, &t);
+        bad = t.rejected_events + t.invalid_calls;
+        for (int r = 0; r < SR_DROP_COUNT; r++) dropped += t.dropped[r];
+        add(b, "sw_stl_gatherer_receive_count", "pipe", name, "status", "success",
+            (double)t.recv_events);
         add(b, "sw_stl_gatherer_receive_count", "pipe", name, "status", "failure", (double)bad);
-        add(b, "sw_stl_queue_output_count", "pipe", name, "status", "success", (double)sent);
+        add(b, "sw_stl_queue_output_count", "pipe", name, "status", "success",
+            (double)t.sent_events);
         add(b, "sw_stl_queue_output_count", "pipe", name, "status", "failure", (double)dropped);
-        add(b, "sw_stl_sender_output_count", "pipe", name, "status", "success", (double)sent);
+        add(b, "sw_stl_sender_output_count", "pipe", name, "status", "success",
+            (double)t.sent_events);
         add(b, "sw_stl_sender_output_count", "pipe", name, "status", "failure", (double)dropped);
-        add(b, "sw_stl_pipeline_queue_total_capacity", "pipeline", name, NULL, NULL, (double)cap);
-        (void)depth_total;
+        add(b, "sw_stl_pipeline_queue_total_capacity", "pipeline", name, NULL, NULL,
+            (double)t.cap_events);
     }
     if (cpu >= 0 && cpu_state->wall_ms > 0 && epoch_ms > cpu_state->wall_ms)
         cpu_pct = (cpu - cpu_state->cpu_seconds) * 100000.0 / (double)(epoch_ms - cpu_state->wall_ms);

@@ -382,6 +382,221 @@ static void ready_needs_a_server_not_draining_and_a_reachable_node(void **state)
     fixture_free(f);
 }
 
+/* ---- the SR_PIPE_COUNTERS list against the outputs ---- */
+
+/* Distinct per-metric values: worker 0 holds 1000 * (index + 1), worker 1
+ * holds index + 1, so a sum is 1001 * (index + 1) and a mix-up shows. */
+static uint64_t list_value(const char *field, int worker)
+{
+    for (int m = 0; m < SR_PIPE_METRIC_COUNT; m++)
+        if (strcmp(sr_pipe_metrics[m].field, field) == 0)
+            return (uint64_t)(m + 1) * (worker == 0 ? 1000 : 1);
+    fail_msg("%s is not in sr_pipe_metrics", field);
+    return 0;
+}
+
+static uint64_t list_total(int m)
+{
+    return (uint64_t)(m + 1) * 1001;
+}
+
+/* Sets every list entry of pipe p on both workers (the SUM counters through
+ * the list itself; the QUEUE gauges on the partitions) and the drops. */
+static void fill_from_list(struct fixture *f, enum sr_pipe_id p)
+{
+    for (int w = 0; w < N_WORKERS; w++) {
+        struct sr_pipe_counters *c = pc(f, w, p);
+        struct sr_partition *part = &f->rt.workers[w].pipes[p].part;
+#define SET_SUM(field)                SR_CNT_ADD(c->field, list_value(#field, w));
+#define SET_QUEUE(field)              /* below */
+#define SET_(field, src, stats, prom) SET_##src(field)
+        SR_PIPE_COUNTERS(SET_)
+#undef SET_
+#undef SET_QUEUE
+#undef SET_SUM
+        atomic_store(&part->depth_events, list_value("depth_events", w));
+        atomic_store(&part->depth_bytes, list_value("depth_bytes", w));
+        part->max_events = (uint32_t)list_value("cap_events", w);
+        part->max_bytes = list_value("cap_bytes", w);
+        for (int r = 0; r < SR_DROP_COUNT; r++)
+            SR_CNT_ADD(c->dropped_events[r], (uint64_t)(r + 1) * (w == 0 ? 100000 : 1));
+    }
+}
+
+/* Lines of body that start with prefix. */
+static int count_lines_starting(const char *body, const char *prefix)
+{
+    int n = 0;
+    size_t len = strlen(prefix);
+    for (const char *p = body; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, prefix, len) == 0) n++;
+    return n;
+}
+
+static void every_listed_pipe_counter_is_in_metrics_once(void **state)
+{
+    struct fixture *f = fixture_new(1);
+    char line[512];
+    const char *b;
+    int own_families = 0, calls_samples = 0;
+    (void)state;
+    fill_from_list(f, SR_PIPE_SEGMENT);
+    b = render(f);
+    for (int m = 0; m < SR_PIPE_METRIC_COUNT; m++) {
+        const struct sr_pipe_metric *pm = &sr_pipe_metrics[m];
+        unsigned long long v = (unsigned long long)list_total(m);
+        if (pm->prom_status) {
+            assert_null(pm->prom_help);
+            assert_string_equal(pm->prom_name, "skyrelay_pipe_calls_total");
+            snprintf(line, sizeof(line),
+                     "skyrelay_pipe_calls_total{pipe=\"segment\",status=\"%s\"} %llu",
+                     pm->prom_status, v);
+            assert_line(b, line);
+            calls_samples++;
+            continue;
+        }
+        own_families++;
+        snprintf(line, sizeof(line), "# HELP %s %s", pm->prom_name, pm->prom_help);
+        assert_line(b, line);
+        snprintf(line, sizeof(line), "# HELP %s ", pm->prom_name);
+        assert_int_equal(count_lines_starting(b, line), 1);
+        snprintf(line, sizeof(line), "# TYPE %s %s", pm->prom_name, pm->prom_type);
+        assert_line(b, line);
+        snprintf(line, sizeof(line), "%s{pipe=\"segment\"} %llu", pm->prom_name, v);
+        assert_line(b, line);
+        /* one sample per enabled pipe, no other series in the family */
+        snprintf(line, sizeof(line), "%s{", pm->prom_name);
+        assert_int_equal(count_lines_starting(b, line), SR_PIPE_COUNT - 1); /* CLR is off */
+    }
+    assert_int_equal(calls_samples, 4);
+    assert_int_equal(count_lines_starting(b, "skyrelay_pipe_calls_total{pipe=\"segment\","), 4);
+    assert_line(b, "skyrelay_dropped_events_total{pipe=\"segment\",reason=\"poison\"} 400004");
+    /* and the other way: every family with a pipe label is a list entry, the
+     * calls family, the drops or the latency histogram */
+    {
+        int pipe_families = 0;
+        char *copy = strdup(b), *save = NULL;
+        for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+            char name[128];
+            if (strncmp(l, "# TYPE ", 7) != 0) continue;
+            assert_int_equal(sscanf(l + 7, "%127s", name), 1);
+            snprintf(line, sizeof(line), "\n%s%s{pipe=\"segment\"", name,
+                     strstr(l, " histogram") ? "_count" : "");
+            if (strstr(b, line)) pipe_families++;
+        }
+        free(copy);
+        assert_int_equal(pipe_families, own_families + 3);
+    }
+    fixture_free(f);
+}
+
+/* Scrapers and dashboards may depend on the order of the families: the ones
+ * that exist keep their relative order (new ones may go anywhere). */
+static void pipe_families_keep_their_order(void **state)
+{
+    static const char *const order[] = {
+        "skyrelay_pipe_received_events_total",
+        "skyrelay_pipe_received_bytes_total",
+        "skyrelay_pipe_rejected_events_total",
+        "skyrelay_pipe_paused_total",
+        "skyrelay_queue_events",
+        "skyrelay_queue_bytes",
+        "skyrelay_queue_capacity_events",
+        "skyrelay_queue_capacity_bytes",
+        "skyrelay_sender_sent_events_total",
+        "skyrelay_sender_batches_total",
+        "skyrelay_sender_upstream_calls_total",
+        "skyrelay_sender_upstream_failed_calls_total",
+        "skyrelay_sender_retried_batches_total",
+        "skyrelay_sender_retried_events_total",
+        "skyrelay_sender_hedged_events_total",
+        "skyrelay_sender_content_failed_calls_total",
+        "skyrelay_sender_split_batches_total",
+        "skyrelay_pipe_calls_total",
+        "skyrelay_dropped_events_total",
+        "skyrelay_upstream_call_duration_seconds",
+    };
+    struct fixture *f = fixture_new(1);
+    const char *b, *prev = NULL;
+    (void)state;
+    b = render(f);
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        char help[128];
+        const char *at;
+        snprintf(help, sizeof(help), "\n# HELP %s ", order[i]);
+        at = strstr(b, help);
+        if (!at) fail_msg("no family %s", order[i]);
+        if (prev && at < prev) fail_msg("family %s moved before %s", order[i], order[i - 1]);
+        prev = at;
+    }
+    fixture_free(f);
+}
+
+static void list_stats_positions_are_1_to_n(void **state)
+{
+    int n = 0;
+    (void)state;
+    for (int m = 0; m < SR_PIPE_METRIC_COUNT; m++)
+        if (sr_pipe_metrics[m].stats_pos) {
+            n++;
+            assert_non_null(sr_pipe_metrics[m].stats_key);
+        } else {
+            assert_null(sr_pipe_metrics[m].stats_key);
+        }
+    for (int pos = 1; pos <= n; pos++) {
+        int found = 0;
+        for (int m = 0; m < SR_PIPE_METRIC_COUNT; m++)
+            if (sr_pipe_metrics[m].stats_pos == pos) found++;
+        if (found != 1) fail_msg("stats position %d is used %d times", pos, found);
+    }
+}
+
+/* The stats log line's pipe fields keep the order and keys users parse:
+ * the format below is the line as it was written before the list existed. */
+static void stats_line_fields_keep_their_keys_and_order(void **state)
+{
+    struct fixture *f = fixture_new(1);
+    struct sr_pipe_totals t;
+    struct sr_buf got;
+    char want[2048];
+    (void)state;
+    fill_from_list(f, SR_PIPE_LOG);
+    sr_pipe_snapshot(&f->rt, SR_PIPE_LOG, &t);
+    snprintf(want, sizeof(want),
+             " received=%llu sent=%llu queued=%llu batches=%llu calls_ok=%llu "
+             "rejected=%llu refused_calls=%llu invalid_calls=%llu broken_calls=%llu "
+             "paused=%llu upstream_failed=%llu retried_events=%llu hedged_events=%llu "
+             "content_failed_calls=%llu split_batches=%llu "
+             "dropped_retry_exhausted=%llu dropped_upstream_rejected=%llu dropped_shutdown=%llu "
+             "dropped_poison=%llu",
+             (unsigned long long)t.recv_events, (unsigned long long)t.sent_events,
+             (unsigned long long)t.depth_events, (unsigned long long)t.sent_batches,
+             (unsigned long long)t.ok_calls, (unsigned long long)t.rejected_events,
+             (unsigned long long)t.refused_calls, (unsigned long long)t.invalid_calls,
+             (unsigned long long)t.broken_calls, (unsigned long long)t.paused,
+             (unsigned long long)t.upstream_failed, (unsigned long long)t.retried_events,
+             (unsigned long long)t.hedged_events, (unsigned long long)t.content_failed_calls,
+             (unsigned long long)t.split_batches,
+             (unsigned long long)t.dropped[SR_DROP_RETRY_EXHAUSTED],
+             (unsigned long long)t.dropped[SR_DROP_UPSTREAM_REJECTED],
+             (unsigned long long)t.dropped[SR_DROP_SHUTDOWN],
+             (unsigned long long)t.dropped[SR_DROP_POISON]);
+    sr_buf_init(&got);
+    sr_pipe_stats_format(&got, &t);
+    assert_non_null(got.p);
+    assert_string_equal(got.p, want);
+    /* the values are the sums over the workers */
+    for (int m = 0; m < SR_PIPE_METRIC_COUNT; m++) {
+        char kv[128];
+        if (!sr_pipe_metrics[m].stats_pos) continue;
+        snprintf(kv, sizeof(kv), " %s=%llu ", sr_pipe_metrics[m].stats_key,
+                 (unsigned long long)list_total(m));
+        assert_non_null(strstr(got.p, kv));
+    }
+    sr_buf_free(&got);
+    fixture_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +609,10 @@ int main(void)
         cmocka_unit_test(every_family_has_one_help_and_type_before_its_samples),
         cmocka_unit_test(a_large_render_is_not_truncated),
         cmocka_unit_test(ready_needs_a_server_not_draining_and_a_reachable_node),
+        cmocka_unit_test(every_listed_pipe_counter_is_in_metrics_once),
+        cmocka_unit_test(pipe_families_keep_their_order),
+        cmocka_unit_test(list_stats_positions_are_1_to_n),
+        cmocka_unit_test(stats_line_fields_keep_their_keys_and_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
