@@ -128,7 +128,8 @@ $(BUILD)/unit/%: $(BUILD)/san/test/unit/%.o $(BUILD)/libskyrelay-san.a
 	$(Q)$(CC) $(OPT) $(SAN) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
 
 # libFuzzer targets (clang): `make fuzz` runs each for FUZZ_SECONDS on the seeds in
-# test/fuzz/corpus/<name>; new inputs are kept in build/fuzz/corpus-<name>.
+# test/fuzz/corpus/<name>; new inputs are kept in $(BUILD)/fuzz/corpus-<name>. The config
+# target also starts from the shipped config/skyrelay.yaml, copied (never kept by hand).
 FUZZ_SECONDS ?= 30
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-std=c11 -D_GNU_SOURCE -DSR_VERSION=\"$(VERSION)\" -Iinclude $(PKG_CFLAGS)
@@ -142,11 +143,17 @@ $(BUILD)/fuzz/fuzz_config: test/fuzz/fuzz_config.c $(wildcard src/config/*.c) sr
 $(BUILD)/fuzz/fuzz_schema: test/fuzz/fuzz_schema.c src/receiver/schema.c $(PROTO_C) | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_FLAGS) -I$(BUILD)/proto -o $@ $(filter %.c,$^) $(PKG_LIBS)
-fuzz: $(BUILD)/fuzz/fuzz_wire $(BUILD)/fuzz/fuzz_config $(BUILD)/fuzz/fuzz_schema
+FUZZ_CONFIG_SEED := $(BUILD)/fuzz/corpus-config-seed/shipped.yaml
+$(FUZZ_CONFIG_SEED): config/skyrelay.yaml
+	@mkdir -p $(dir $@)
+	$(Q)cp $< $@
+fuzz: $(BUILD)/fuzz/fuzz_wire $(BUILD)/fuzz/fuzz_config $(BUILD)/fuzz/fuzz_schema $(FUZZ_CONFIG_SEED)
 	$(Q)for t in wire config schema; do \
+	    seeds=test/fuzz/corpus/$$t; \
+	    case $$t in config) seeds="$$seeds $(dir $(FUZZ_CONFIG_SEED))";; esac; \
 	    mkdir -p $(BUILD)/fuzz/corpus-$$t; \
 	    $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	        $(BUILD)/fuzz/corpus-$$t test/fuzz/corpus/$$t || exit 1; \
+	        $(BUILD)/fuzz/corpus-$$t $$seeds || exit 1; \
 	done
 
 clean:
