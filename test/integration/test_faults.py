@@ -6,6 +6,7 @@ says everything that is wrong. Metric and stats names are read through the
 small helpers below (one place to adapt them)."""
 import json
 import os
+import sys
 import re
 import signal
 import threading
@@ -190,6 +191,10 @@ class FaultCase(Case):
             self.problems.append(what)
         return cond
 
+    def note(self, fmt, *args):
+        """One line of measurements on stderr, pass or fail (for the record)."""
+        sys.stderr.write("\n  [%s] %s\n" % (self._testMethodName, fmt % args))
+
     def report(self):
         if self.problems:
             self.fail("%d check(s) failed:\n- %s" % (len(self.problems),
@@ -365,6 +370,11 @@ class FrozenNode(FaultCase):
         self.check(dups <= hedged + resent_events(m, "segment"),
                    "segment duplicates %d > hedged %d + retried %d"
                    % (dups, hedged, resent_events(m, "segment")))
+        self.note("segments: %d ids, %d credited, %d duplicates, hedged %d, retried %d, frozen node "
+                  "stalls %s hedged %s; took over after %s s",
+                  len(ids["segment"]), seg_credited, dups, hedged, resent_events(m, "segment"),
+                  mval(m, M_NODE_STALLS, node=frozen.address),
+                  mval(m, M_NODE_HEDGED, node=frozen.address), self.took_over_after)
         states = {o.address: node_state(m_end, o.address) for o in oaps}
         self.check(all(v == "up" for v in states.values()),
                    "node states after the load: %r (want all up)" % states)
@@ -388,6 +398,7 @@ class FrozenNode(FaultCase):
                 break
             t += 0.1
         limit = t_freeze + STALL_TIMEOUT + 1.0 + SAMPLE_SLACK
+        self.took_over_after = None if took_over is None else round(took_over - t_freeze, 1)
         per_s = ["%.0f" % sampler.rate(t_freeze + i, t_freeze + i + 1, others)
                  for i in range(-2, int(t_cont - t_freeze))]
         self.check(took_over is not None and took_over <= limit,
@@ -398,6 +409,7 @@ class FrozenNode(FaultCase):
         held = sampler.rate(t_freeze + STALL_TIMEOUT + 1.5, t_cont, others)
         self.check(held >= 0.8 * pre, "the other nodes took %.0f segments/s while the node was "
                    "frozen (pre-freeze %.0f/s); per second: %s" % (held, pre, per_s))
+        self.note("pre-freeze %.0f/s, others while frozen %.0f/s; per second: %s", pre, held, per_s)
 
     def _show_missing(self, kind, got, side):
         """Names a few missing ids (exact hashes; only on failure: it costs seconds)."""
@@ -477,9 +489,16 @@ class Poison(FaultCase):
         self.check(mnum(m, M_CONTENT_FAILED, pipe="segment") >= 2,
                    "%s{pipe=segment} = %r, want >= 2" % (M_CONTENT_FAILED,
                                                         mval(m, M_CONTENT_FAILED, pipe="segment")))
+        self.note("%d credited, %d unique, %d duplicates, retried %d, content-failed calls %s, "
+                  "split batches %s, poison drops %s, fake refusals %d",
+                  credited, len(ids), dups, resent_events(m, "segment"),
+                  mval(m, M_CONTENT_FAILED, pipe="segment"), mval(m, M_SPLIT, pipe="segment"),
+                  mval(m, M_DROPPED, pipe="segment", reason=POISON_REASON), refusals)
         # logged
         lines = poison_log_lines(out, poison_id)
         self.check(lines, "no skyrelay log line about the poison event")
+        if lines:
+            self.note("log: %s", lines[0][:200])
         # dead-lettered: the poison's bytes, and only the poison
         files = sorted(os.path.join(r, f) for r, _, fs in os.walk(dlq) for f in fs)
         blobs = []
