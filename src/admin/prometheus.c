@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "skyrelay/admin.h"
+#include "skyrelay/discovery.h"
 #include "skyrelay/buf.h"
 #include "skyrelay/conn_limit.h"
 #include "skyrelay/metrics.h"
@@ -434,6 +435,30 @@ static void render_process(struct sr_buf *o)
     }
 }
 
+/* The active finder's counters (upstream.finder). */
+static void render_discovery(struct sr_buf *o, const struct sr_runtime *rt)
+{
+    const struct sr_finder_type *f = rt->cfg ? sr_finder_for(rt->cfg->upstream.finder) : NULL;
+    struct sr_discovery_stats st;
+
+    if (!f) return;
+    memset(&st, 0, sizeof(st));
+    f->stats(&st);
+    family(o, "skyrelay_discovery_updates_total", "counter",
+           "Node lists the finder published (static: the configured list, once).");
+    sample(o, "skyrelay_discovery_updates_total", "finder", f->name, st.updates);
+    family(o, "skyrelay_discovery_errors_total", "counter",
+           "Failed resolve / list / watch attempts of the finder (retried; the last node set "
+           "stays).");
+    sample(o, "skyrelay_discovery_errors_total", "finder", f->name, st.errors);
+    family(o, "skyrelay_discovery_relists_total", "counter",
+           "Kubernetes LIST requests (start, 410 Gone, broken watch, retries); 0 for other "
+           "finders.");
+    sample(o, "skyrelay_discovery_relists_total", "finder", f->name, st.relists);
+    family(o, "skyrelay_discovery_nodes", "gauge", "Nodes in the finder's last list.");
+    sample(o, "skyrelay_discovery_nodes", "finder", f->name, st.nodes);
+}
+
 char *sr_metrics_render(struct sr_runtime *rt, size_t *len)
 {
     struct sr_buf o;
@@ -447,6 +472,7 @@ char *sr_metrics_render(struct sr_runtime *rt, size_t *len)
     render_server(&o, rt);
     render_pipes(&o, rt);
     render_nodes(&o, rt);
+    render_discovery(&o, rt);
     render_process(&o);
     return sr_buf_steal(&o, len); /* NULL if an allocation failed */
 }

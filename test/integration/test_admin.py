@@ -67,6 +67,22 @@ class Admin(Case):
         self.assertEqual(int(headers["Content-Length"]), len(body.encode()))
         return body, parse_metrics(body)
 
+    def test_metrics_show_the_finder_and_its_node_list(self):
+        oap = self.oap("n0")
+        self.admin_port = free_port()
+        self.relay(["localhost:%d" % oap.port],
+                   "  finder: dns\n  refresh_interval: 200ms\n" + pipes(batch=50) +
+                   "telemetry:\n  prometheus_address: 127.0.0.1:%d\n" % self.admin_port)
+
+        def resolved():
+            _, m = self.metrics()
+            return m if m.get(("skyrelay_discovery_updates_total", (("finder", "dns"),)), 0) >= 1 \
+                else None
+        m = wait_until(resolved, 10, "/metrics to show the first DNS resolution")
+        self.assertGreaterEqual(m[("skyrelay_discovery_nodes", (("finder", "dns"),))], 1)
+        self.assertEqual(m[("skyrelay_discovery_errors_total", (("finder", "dns"),))], 0)
+        self.assertIn(("skyrelay_discovery_relists_total", (("finder", "dns"),)), m)
+
     def test_metrics_count_every_event_loadgen_sent(self):
         oaps = [self.oap("n%d" % i) for i in range(2)]
         relay = self.admin_relay(oaps)
