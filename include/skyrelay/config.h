@@ -66,8 +66,15 @@ struct sr_routing_config {
     uint32_t lru_ttl_ms;  /* fixed: a pin unused this long expires (sliding) */
 };
 
+/* pipes.<name>.validate: how deep a received message is checked before the agent is told OK */
+enum sr_validate_depth {
+    SR_VALIDATE_DEEP = 0, /* the whole message against its schema (src/receiver/schema.c) */
+    SR_VALIDATE_TOP,      /* top-level framing only; OAP refusals are isolated upstream */
+};
+
 struct sr_pipe_config {
     bool enabled;
+    int validate; /* enum sr_validate_depth */
     int mode; /* enum sr_segment_mode for SR_PIPE_SEGMENT, enum sr_als_mode for SR_PIPE_ALS, else 0 */
     struct sr_queue_config queue;
     struct sr_sender_config sender;

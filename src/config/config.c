@@ -181,6 +181,8 @@ const char *sr_routing_policy_name(int policy)
     return policy >= 0 && policy <= SR_ROUTE_LEAST_LOADED ? routing_policies[policy] : "unknown";
 }
 
+static const char *const validate_depths[] = {[SR_VALIDATE_DEEP] = "deep",
+                                               [SR_VALIDATE_TOP] = "top", NULL};
 static const char *const als_methods[] = {
     [SR_ALS_PER_IDENTIFIER] = "per_identifier", [SR_ALS_SATELLITE] = "satellite", NULL};
 
@@ -200,7 +202,8 @@ static const char *const als_methods[] = {
     {prefix "sender.max_inflight", K_U32, OFF(p.sender.max_inflight), 1, 64, NULL},               \
     {prefix "routing.policy", K_ENUM, OFF(p.routing.policy), 0, 0, routing_policies},             \
     {prefix "routing.lru_size", K_U32, OFF(p.routing.lru_size), 1, 1u << 24, NULL},               \
-    {prefix "routing.lru_ttl", K_DURATION, OFF(p.routing.lru_ttl_ms), 1000, 24 * HOUR, NULL}
+    {prefix "routing.lru_ttl", K_DURATION, OFF(p.routing.lru_ttl_ms), 1000, 24 * HOUR, NULL},     \
+    {prefix "validate", K_ENUM, OFF(p.validate), 0, 0, validate_depths}
 
 #define PIPE_KEYS(name, id)                                                                       \
     {"pipes." name ".enabled", K_BOOL, OFF(cfg.pipes[id].enabled), 0, 0, NULL},                   \

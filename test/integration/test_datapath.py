@@ -191,6 +191,31 @@ class BadInput(Case):
         relay.stop()
         self.assertEqual(relay.final_stats()["log"]["invalid_calls"], 1)
 
+    def test_validate_deep_refuses_nested_garbage_top_lets_it_through(self):
+        # pipes.<name>.validate: deep (default) stops it at the door; top only checks the
+        # framing, so it reaches OAP (which may refuse it: poison isolation, test_faults.py)
+        grpc = self._grpc()
+        bad = b"\x0a\x02ab" + b"\x32\x02\xff\xff"  # traceId, then spans = ff ff (broken)
+        for depth in ("deep", "top"):
+            oaps = [self.oap("n-%s" % depth)]
+            relay = self.relay(oaps, pipes() + "pipe_defaults:\n  validate: %s\n" % depth,
+                               name="skyrelay-" + depth)
+            call = grpc.insecure_channel(relay.address).stream_unary(
+                "/skywalking.v3.TraceSegmentReportService/collect")
+            if depth == "deep":
+                with self.assertRaises(grpc.RpcError) as e:
+                    call(iter([bad]), timeout=5)
+                self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            else:
+                self.assertEqual(call(iter([bad]), timeout=5), b"")  # accepted at the door
+            loadgen(relay.address, "segment", 2, 100, self.dir)
+            want = 200 if depth == "deep" else 201
+            self.assertEqual(self.wait_total(oaps, "segments.total", want), want)
+            relay.stop()
+            st = relay.final_stats()["segment"]
+            self.assertEqual(st["invalid_calls"], 1 if depth == "deep" else 0, st)
+            self.assertEqual(st["sent"], want, st)
+
     def test_oversize_message_fails_with_resource_exhausted(self):
         grpc = self._grpc()
         oaps = [self.oap("n0")]

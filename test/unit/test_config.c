@@ -157,6 +157,7 @@ static void assert_config_equal(const struct sr_config *a, const struct sr_confi
         assert_int_equal(p->routing.policy, q->routing.policy);
         assert_int_equal(p->routing.lru_size, q->routing.lru_size);
         assert_int_equal(p->routing.lru_ttl_ms, q->routing.lru_ttl_ms);
+        assert_int_equal(p->validate, q->validate);
     }
     assert_int_equal(a->log.level, b->log.level);
     assert_int_equal(a->shutdown.grace_period_ms, b->shutdown.grace_period_ms);
@@ -287,7 +288,8 @@ static const char *const all_settings[] = {
         "pipes." name ".queue.full_wait", "pipes." name ".sender.max_batch_events",               \
         "pipes." name ".sender.max_batch_bytes", "pipes." name ".sender.linger",                  \
         "pipes." name ".sender.max_inflight", "pipes." name ".routing.policy",                    \
-        "pipes." name ".routing.lru_size", "pipes." name ".routing.lru_ttl"
+        "pipes." name ".routing.lru_size", "pipes." name ".routing.lru_ttl",                  \
+        "pipes." name ".validate"
     PIPE("segment"), "pipes.segment.upstream_method", PIPE("log"), PIPE("meter"), PIPE("als"),
     "pipes.als.upstream_method", PIPE("jvm"), PIPE("clr"), PIPE("event"),
     PIPE("span_attached_event"), PIPE("profile_snapshot"), PIPE("ebpf_profiling"),
@@ -304,7 +306,7 @@ static const char *const default_only_keys[] = {
     "pipe_defaults.sender.max_batch_events", "pipe_defaults.sender.max_batch_bytes",
     "pipe_defaults.sender.linger", "pipe_defaults.sender.max_inflight",
     "pipe_defaults.routing.policy", "pipe_defaults.routing.lru_size",
-    "pipe_defaults.routing.lru_ttl",
+    "pipe_defaults.routing.lru_ttl", "pipe_defaults.validate",
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
