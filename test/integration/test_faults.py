@@ -452,9 +452,10 @@ class Poison(FaultCase):
         m = m or self.metrics() or {}
         relay.stop()
         out = relay.output()
+        # union_by_kind stops the nodes: their summaries are complete only after that
+        ids = union_by_kind(self, oaps, ("segment",))["segment"]
         credited = self.total(oaps, "segments.total")
         refusals = self.total(oaps, "poison_refusals")
-        ids = union_by_kind(self, oaps, ("segment",))["segment"]
 
         # every other segment delivered; the poison nowhere
         good = {id_hash(i) for i in loadgen_ids("pz", self.STREAMS, self.MESSAGES,
