@@ -8,26 +8,7 @@
  * (grpc_slice_buffer_add of a ref): the events keep their own refs until the
  * batch is released, so a unit can be re-sent unchanged. Writes carry
  * GRPC_WRITE_BUFFER_HINT except the last, which goes out with the half-close.
- *
- * Faults cost only what they touch (docs/reliability.md):
- * - TRANSPORT failure (UNAVAILABLE, DEADLINE_EXCEEDED, a broken stream): the
- *   node is ejected with backoff and the call's units go to the next node.
- * - Silence: a call outstanding longer than upstream.stall_timeout marks its
- *   node stalled (ejected with backoff); every call of this worker still on
- *   that node is cancelled and its units re-sent elsewhere ("hedged",
- *   counted: the node may have processed part of them). The node rejoins on
- *   its first answer after the backoff.
- * - CONTENT failure (INTERNAL, INVALID_ARGUMENT, ...): the node is fine, some
- *   event is bad. The unit is retried once on another node; refused again, it
- *   is split in halves sent alone, recursively; a single event refused by two
- *   nodes is dropped as poison (counted, logged with its first bytes, written
- *   to queue.dead_letter_dir). Every good event of the batch is delivered.
- * - REJECT (UNAUTHENTICATED, UNIMPLEMENTED, ...): every node would say the
- *   same; the units are dropped, counted as upstream_rejected.
- * - A per-node cap on calls in flight (upstream.max_inflight_per_node) keeps
- *   one bad node from holding all of a pipe's batch slots. */
-#include <errno.h>
-#include <fcntl.h>
+ * Faults (stalls, poison, drops) are handled in src/sender/faults.c. */
 #include <grpc/byte_buffer.h>
 #include <grpc/slice_buffer.h>
 #include <grpc/support/alloc.h>
@@ -35,49 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "skyrelay/log.h"
 #include "skyrelay/wire.h"
 #include "skyrelay/worker.h"
-
-struct sr_ucall {
-    struct sr_tag t_send, t_recv;
-    grpc_call *call;
-    struct sr_pipe_rt *pipe;
-    struct sr_batch *batch;
-    struct sr_node *node;
-    uint32_t *ul; /* units carried by this call (indexes into batch->units) */
-    uint32_t n_ul;
-    uint32_t u1; /* storage for ul when the call carries one unit */
-    uint32_t n_msgs, next_msg;
-    uint32_t cur_u, cur_e; /* SR_UNIT_EVENT cursor: unit (in ul) and event within it */
-    uint32_t events;
-    bool send_done, recv_done;
-    bool send_failed; /* a write failed: not every message reached the node */
-    bool hedged;      /* cancelled by us: the node stalled, its units went elsewhere */
-    grpc_byte_buffer *sbuf;
-    grpc_byte_buffer *rbuf;
-    grpc_metadata_array init_md, trail_md;
-    grpc_status_code status;
-    grpc_slice details;
-    const char *error_string;
-    grpc_metadata auth_md;
-    int64_t start_us;
-    int64_t start_ms;
-    struct sr_ucall *next, *prev; /* the worker's in-flight list */
-};
+#include "internal.h"
 
 #define UCALL_OF(t, member) ((struct sr_ucall *)((char *)(t)-offsetof(struct sr_ucall, member)))
 
 static void on_send(struct sr_worker *w, struct sr_tag *t, bool ok);
 static void on_recv(struct sr_worker *w, struct sr_tag *t, bool ok);
-
-static struct sr_event *ev_of(struct sr_batch *b, const struct sr_unit *u, uint32_t k)
-{
-    return &b->ev[b->order[u->off + k]];
-}
 
 /* Fills b->order and b->units: events grouped by key (stable), or one unit
  * holding every event in order when by_key is false. Room is made for the
@@ -413,77 +361,6 @@ static struct sr_node *pick(struct sr_pipe_rt *p, const struct sr_unit *u, bool 
     return node;
 }
 
-static void write_dead_letter(struct sr_worker *w, struct sr_pipe_rt *p, const struct sr_event *e,
-                              char *path, size_t path_len)
-{
-    const char *dir = w->rt->cfg->queue.dead_letter_dir;
-    struct timespec ts;
-    int fd;
-    bool ok = true;
-
-    path[0] = '\0';
-    if (!dir || !dir[0]) return;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(path, path_len, "%s/%s-%lld%03ld-w%u-%llu.pb", dir, sr_pipe_name(p->id),
-             (long long)ts.tv_sec, ts.tv_nsec / 1000000, w->id,
-             (unsigned long long)++w->dead_letters);
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    if (fd < 0) {
-        SR_LOG_RL(SR_LOG_ERROR, "sender", "dead letter %s: %s", path, strerror(errno));
-        path[0] = '\0';
-        return;
-    }
-    /* the event as it would be sent upstream: context prefix + message */
-    for (int i = 0; i < 2 && ok; i++) {
-        grpc_slice s = i == 0 ? e->prefix : e->body;
-        const uint8_t *b = GRPC_SLICE_START_PTR(s);
-        size_t n = GRPC_SLICE_LENGTH(s);
-        while (n > 0) {
-            ssize_t r = write(fd, b, n);
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) {
-                ok = false;
-                break;
-            }
-            b += r;
-            n -= (size_t)r;
-        }
-    }
-    if (close(fd) != 0) ok = false;
-    if (!ok) {
-        SR_LOG_RL(SR_LOG_ERROR, "sender", "dead letter %s: write failed: %s", path, strerror(errno));
-        unlink(path);
-        path[0] = '\0';
-    }
-}
-
-static void drop_unit(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b,
-                      struct sr_unit *u, enum sr_drop_reason reason, int status)
-{
-    u->state = SR_UNIT_DROPPED;
-    SR_CNT_ADD(w->ctr.pipe[p->id].dropped_events[reason], u->n);
-    if (reason == SR_DROP_POISON) {
-        const struct sr_event *e = ev_of(b, u, 0);
-        char path[512], hex[3 * 32 + 1];
-        size_t k = 0, np = GRPC_SLICE_LENGTH(e->prefix);
-        for (uint32_t i = 0; i < e->bytes && i < 32; i++) {
-            uint8_t c = i < np ? GRPC_SLICE_START_PTR(e->prefix)[i]
-                               : GRPC_SLICE_START_PTR(e->body)[i - np];
-            k += (size_t)snprintf(hex + k, sizeof(hex) - k, "%02x", c);
-        }
-        hex[k] = '\0';
-        write_dead_letter(w, p, e, path, sizeof path);
-        SR_LOG_RL(SR_LOG_ERROR, "sender",
-                  "pipe %s: poison event dropped: %s refused it on two nodes (last status %d); "
-                  "%u bytes, first bytes %s%s%s",
-                  sr_pipe_name(p->id), p->plan->method, status, e->bytes, hex,
-                  path[0] ? "; written to " : "", path);
-        return;
-    }
-    SR_LOG_RL(SR_LOG_ERROR, "sender", "pipe %s: dropped %u events: %s (last status %d)",
-              sr_pipe_name(p->id), u->n, sr_drop_reason_name(reason), status);
-}
-
 /* Releases b when every unit is delivered or dropped. */
 static void batch_check(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b)
 {
@@ -582,55 +459,6 @@ static void attempt(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *
     batch_check(w, p, b);
 }
 
-/* Splits unit u of b in halves, both suspect: each is sent alone. */
-static void split_unit(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b, uint32_t ui)
-{
-    struct sr_unit *u = &b->units[ui], *v;
-    uint32_t half = u->n / 2;
-
-    if (b->n_units >= b->units_cap) { /* cannot happen: 2 * count units at most */
-        u->suspect = 1;
-        u->state = SR_UNIT_PENDING;
-        u->not_before_ms = w->now_ms;
-        return;
-    }
-    v = &b->units[b->n_units++];
-    *v = *u;
-    u->n = half;
-    v->off = u->off + half;
-    v->n -= half;
-    for (struct sr_unit *x = u; x; x = x == u ? v : NULL) {
-        x->state = SR_UNIT_PENDING;
-        x->suspect = 1;
-        x->content_fails = 0;
-        x->tried = 0;
-        x->not_before_ms = w->now_ms;
-        x->node = NULL;
-    }
-    SR_CNT_ADD(w->ctr.pipe[p->id].split_batches, 1);
-}
-
-/* A content refusal of unit ui by `node`: retry once elsewhere, then split;
- * a single event refused twice is poison. */
-static void content_refused(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b,
-                            uint32_t ui, const struct sr_node *node, int status)
-{
-    struct sr_unit *u = &b->units[ui];
-    u->content_fails++;
-    u->tried |= sr_node_bit(node);
-    if (u->suspect && u->n > 1) {
-        split_unit(w, p, b, ui);
-    } else if (u->content_fails >= 2) {
-        if (u->n > 1)
-            split_unit(w, p, b, ui);
-        else
-            drop_unit(w, p, b, u, SR_DROP_POISON, status);
-    } else {
-        u->state = SR_UNIT_PENDING;
-        u->not_before_ms = w->now_ms;
-    }
-}
-
 static void ucall_maybe_done(struct sr_worker *w, struct sr_ucall *uc)
 {
     struct sr_pipe_rt *p = uc->pipe;
@@ -679,9 +507,9 @@ static void ucall_maybe_done(struct sr_worker *w, struct sr_ucall *uc)
         for (uint32_t k = 0; k < uc->n_ul; k++) {
             struct sr_unit *u = &b->units[uc->ul[k]];
             if (stopping)
-                drop_unit(w, p, b, u, SR_DROP_SHUTDOWN, status);
+                sr_sender_drop_unit(w, p, b, u, SR_DROP_SHUTDOWN, status);
             else if (w->now_ms - b->first_attempt_ms >= (int64_t)w->rt->cfg->upstream.retry_max_ms)
-                drop_unit(w, p, b, u, SR_DROP_RETRY_EXHAUSTED, status);
+                sr_sender_drop_unit(w, p, b, u, SR_DROP_RETRY_EXHAUSTED, status);
         }
         break;
     case SR_SC_CONTENT:
@@ -691,14 +519,14 @@ static void ucall_maybe_done(struct sr_worker *w, struct sr_ucall *uc)
         sr_node_report(&w->rt->up, node, true, w->now_ms, &w->rng);
         for (uint32_t k = 0; k < uc->n_ul; k++) {
             if (stopping)
-                drop_unit(w, p, b, &b->units[uc->ul[k]], SR_DROP_SHUTDOWN, status);
+                sr_sender_drop_unit(w, p, b, &b->units[uc->ul[k]], SR_DROP_SHUTDOWN, status);
             else
-                content_refused(w, p, b, uc->ul[k], node, status);
+                sr_sender_content_refused(w, p, b, uc->ul[k], node, status);
         }
         break;
     case SR_SC_REJECT:
         for (uint32_t k = 0; k < uc->n_ul; k++)
-            drop_unit(w, p, b, &b->units[uc->ul[k]], SR_DROP_UPSTREAM_REJECTED, status);
+            sr_sender_drop_unit(w, p, b, &b->units[uc->ul[k]], SR_DROP_UPSTREAM_REJECTED, status);
         break;
     }
     b->calls_pending--;
@@ -780,54 +608,6 @@ int64_t sr_sender_service(struct sr_worker *w, struct sr_pipe_rt *p, int64_t now
     return due < wake ? due : wake;
 }
 
-/* Cancels uc and lets its units go elsewhere: its node stalled. */
-static void hedge(struct sr_worker *w, struct sr_ucall *uc)
-{
-    uc->hedged = true;
-    SR_CNT_ADD(w->ctr.pipe[uc->pipe->id].hedged_events, uc->events);
-    atomic_fetch_add_explicit(&uc->node->hedged_events, uc->events, memory_order_relaxed);
-    grpc_call_cancel(uc->call, NULL);
-}
-
-int64_t sr_sender_check_stalls(struct sr_worker *w, int64_t now_ms)
-{
-    uint32_t stall = w->rt->cfg->upstream.stall_timeout_ms;
-    int64_t next = INT64_MAX;
-
-    if (stall == 0) return INT64_MAX;
-    /* 1. a call unanswered for stall_timeout marks its node stalled */
-    for (struct sr_ucall *uc = w->ucalls; uc; uc = uc->next) {
-        struct sr_node *n = uc->node;
-        if (uc->hedged || uc->recv_done) continue;
-        if (now_ms - uc->start_ms < (int64_t)stall) {
-            if (uc->start_ms + stall < next) next = uc->start_ms + stall;
-            continue;
-        }
-        if (atomic_load_explicit(&n->stalled, memory_order_acquire) &&
-            uc->start_ms <= atomic_load_explicit(&n->stalled_at_ms, memory_order_relaxed))
-            continue; /* known; hedged below */
-        /* newly stalled, or stalled again after the backoff let a probe through */
-        atomic_store_explicit(&n->stalled_at_ms, now_ms, memory_order_relaxed);
-        atomic_store_explicit(&n->stalled, 1, memory_order_release);
-        atomic_fetch_add_explicit(&n->stalls, 1, memory_order_relaxed);
-        sr_node_report(&w->rt->up, n, false, now_ms, &w->rng);
-        SR_LOG_RL(SR_LOG_WARN, "sender",
-                  "node %s stalled: a call has been unanswered for %lld ms; its batches go to "
-                  "other nodes",
-                  n->address, (long long)(now_ms - uc->start_ms));
-    }
-    /* 2. every call still on a stalled node that started before the stall was
-     * seen goes elsewhere (later calls are the node's probes, judged by age) */
-    for (struct sr_ucall *uc = w->ucalls; uc; uc = uc->next) {
-        struct sr_node *n = uc->node;
-        if (uc->hedged || uc->recv_done) continue;
-        if (atomic_load_explicit(&n->stalled, memory_order_acquire) &&
-            uc->start_ms <= atomic_load_explicit(&n->stalled_at_ms, memory_order_relaxed))
-            hedge(w, uc);
-    }
-    return next;
-}
-
 void sr_sender_abandon(struct sr_worker *w, struct sr_pipe_rt *p, enum sr_drop_reason reason)
 {
     for (struct sr_ucall *uc = w->ucalls; uc; uc = uc->next)
@@ -842,7 +622,7 @@ void sr_sender_abandon(struct sr_worker *w, struct sr_pipe_rt *p, enum sr_drop_r
         }
         for (uint32_t k = 0; k < b->n_units; k++)
             if (b->units[k].state == SR_UNIT_PENDING)
-                drop_unit(w, p, b, &b->units[k], reason, b->last_status);
+                sr_sender_drop_unit(w, p, b, &b->units[k], reason, b->last_status);
         batch_check(w, p, b);
     }
 }
