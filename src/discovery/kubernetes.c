@@ -22,19 +22,15 @@
  * until every namespace has been listed once, unless some node is known
  * earlier; it is made even when empty, so the router learns there is nothing.
  *
- * HTTP is libcurl driven through a private multi handle per thread, so that
- * sr_k8s_finder_stop can interrupt a long-poll at once with
- * curl_multi_wakeup (a transfer callback would only notice a flag about once
- * a second). A dead connection is noticed by TCP keepalive and, as a last
- * resort, by a low-speed limit slightly longer than the watch's own timeout.
- * The bearer token is re-read for every request: projected service-account
- * tokens are rotated by the kubelet.
+ * This file is the finder proper: threads, the list/watch loop, backoff and
+ * publication. Talking HTTP to the API server (libcurl, TLS, the token) is in
+ * k8s_http.c, reading the JSON objects and the watch stream in k8s_parse.c,
+ * the object table in k8s_table.c, checking the settings in k8s_settings.c.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -49,20 +45,9 @@
 #include "skyrelay/discovery.h"
 #include "skyrelay/log.h"
 
-#ifndef SR_VERSION
-#define SR_VERSION "dev"
-#endif
-
-#define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
-#define WATCH_TIMEOUT_S 300
-#define LIST_TIMEOUT_S 60
-#define CONNECT_TIMEOUT_S 10
 #define BACKOFF_INITIAL_MS 1000
 #define BACKOFF_MAX_MS 30000
-#define MAX_LIST_BODY (64u << 20) /* a PodList of a label selector is far smaller */
 #define MAX_EVENT_LINE (16u << 20)
-#define MAX_ERROR_BODY 4096       /* kept of a non-200 answer, for its Status message */
-#define MAX_TOKEN 65536
 
 enum outcome {
     W_END = 0,  /* the watch ended normally (timeoutSeconds): watch again from RV */
@@ -71,43 +56,21 @@ enum outcome {
     W_STOP,     /* sr_k8s_finder_stop */
 };
 
-struct buf {
-    char *data;
-    size_t len;
-    size_t cap;
-};
-
-/* One object (pod or slice) that contributes at least one node address. */
-struct object {
-    char *name;
-    struct sr_k8s_strv addrs;
-};
-
-struct table {
-    struct object *v;
-    size_t n;
-    size_t cap;
-};
-
 struct finder;
 
-/* One namespace: its thread, curl handles and list/watch state. */
+/* One namespace: its thread, HTTP client and list/watch state. */
 struct watcher {
     struct finder *f;
     char *ns;
     char *path; /* "/api/v1/namespaces/<ns>/pods" */
     pthread_t thread;
     bool started;
-    CURLM *multi;
-    CURL *easy;
-    char errbuf[CURL_ERROR_SIZE];
 
     /* owned by the watcher thread */
-    struct table objs;
+    struct sr_k8s_http http;
+    struct sr_k8s_table objs;
     char *rv;
     struct sr_k8s_lines lines;
-    struct buf body;       /* the list answer, or the start of a non-200 watch answer */
-    bool body_truncated;
     enum outcome outcome;  /* set by the watch event handler */
     bool dirty;            /* objs changed since the last hand-over */
     uint64_t events;       /* events of the current watch */
@@ -118,12 +81,7 @@ struct watcher {
 };
 
 struct finder {
-    char *base_url;  /* "https://host:port", no trailing slash */
-    char *selectors; /* "labelSelector=...[&fieldSelector=...]", escaped */
-    char *token_file;
-    bool token_optional; /* the default token path: no Authorization when it is absent */
-    char *ca_file;       /* NULL = curl's default CA bundle */
-    bool insecure;
+    struct sr_k8s_settings set; /* URL, selectors, token and TLS, namespaces */
     int kind;            /* 0 = pods, 1 = endpointslices */
     uint32_t port;
     sr_nodes_publish_fn publish;
@@ -143,15 +101,6 @@ struct finder {
 static struct finder *g_finder;
 
 static _Atomic uint64_t st_updates, st_errors, st_relists, st_nodes;
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-    /* never cleaned up: curl_global_cleanup is not thread-safe and gRPC shares OpenSSL */
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static const char *kind_name(const struct finder *f)
 {
@@ -188,160 +137,7 @@ static bool sleep_ms(struct finder *f, uint32_t ms)
     return !stopping(f);
 }
 
-/* ---- small helpers ---- */
-
-static int buf_append(struct buf *b, const void *data, size_t n, size_t max)
-{
-    if (b->len + n > max) return -1;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d) return -1;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
-}
-
-/* Percent-encodes everything but RFC 3986 unreserved characters. Returns owned or NULL. */
-static char *url_escape(const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = strlen(s);
-    char *out = malloc(n * 3 + 1), *p = out;
-    if (!out) return NULL;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            *p++ = (char)c;
-        } else {
-            *p++ = '%';
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 15];
-        }
-    }
-    *p = '\0';
-    return out;
-}
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
-    va_end(ap);
-    return s;
-}
-
-/* Reads a small file and trims surrounding whitespace. Returns owned or NULL (errno set). */
-static char *read_trimmed(const char *path)
-{
-    FILE *fp = fopen(path, "re");
-    if (!fp) return NULL;
-    char *s = malloc(MAX_TOKEN + 1);
-    size_t n = s ? fread(s, 1, MAX_TOKEN, fp) : 0;
-    int err = ferror(fp) ? EIO : 0;
-    fclose(fp);
-    if (!s || err) {
-        free(s);
-        errno = s ? err : ENOMEM;
-        return NULL;
-    }
-    s[n] = '\0';
-    while (n > 0 && strchr(" \t\r\n", s[n - 1])) s[--n] = '\0';
-    size_t lead = strspn(s, " \t\r\n");
-    memmove(s, s + lead, n - lead + 1);
-    return s;
-}
-
-static bool readable(const char *path)
-{
-    FILE *fp = fopen(path, "re");
-    if (fp) fclose(fp);
-    return fp != NULL;
-}
-
-/* A namespace is a DNS label: lower-case alphanumerics and '-', at most 63. */
-static bool valid_namespace(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 63) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-            return false;
-    return true;
-}
-
-/* ---- object table ---- */
-
-static struct object *table_find(struct table *t, const char *name)
-{
-    for (size_t i = 0; i < t->n; i++) /* OAP clusters are tens of pods: linear is fine */
-        if (strcmp(t->v[i].name, name) == 0) return &t->v[i];
-    return NULL;
-}
-
-/* Removes name; returns true when it was there. */
-static bool table_remove(struct table *t, const char *name)
-{
-    struct object *o = table_find(t, name);
-    if (!o) return false;
-    free(o->name);
-    sr_k8s_strv_clear(&o->addrs);
-    *o = t->v[--t->n];
-    return true;
-}
-
-/* Sets name's addresses (TAKES *addrs, sorted; an empty set removes the object).
- * Returns 1 when the table changed, 0 when not, -1 out of memory. */
-static int table_set(struct table *t, const char *name, struct sr_k8s_strv *addrs)
-{
-    struct object *o = table_find(t, name);
-    int rc;
-    if (addrs->n == 0) {
-        sr_k8s_strv_clear(addrs);
-        return table_remove(t, name) ? 1 : 0;
-    }
-    if (o) {
-        rc = sr_k8s_strv_equal(&o->addrs, addrs) ? 0 : 1;
-        sr_k8s_strv_clear(&o->addrs);
-        o->addrs = *addrs;
-        return rc;
-    }
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 16;
-        struct object *v = realloc(t->v, cap * sizeof(*v));
-        if (!v) goto fail;
-        t->v = v;
-        t->cap = cap;
-    }
-    char *copy = strdup(name);
-    if (!copy) goto fail;
-    t->v[t->n].name = copy;
-    t->v[t->n].addrs = *addrs;
-    t->n++;
-    return 1;
-fail:
-    sr_k8s_strv_clear(addrs);
-    return -1;
-}
-
-static void table_clear(struct table *t)
-{
-    for (size_t i = 0; i < t->n; i++) {
-        free(t->v[i].name);
-        sr_k8s_strv_clear(&t->v[i].addrs);
-    }
-    free(t->v);
-    memset(t, 0, sizeof(*t));
-}
+/* ---- objects ---- */
 
 /* The node addresses one object contributes, sorted. Returns 0 or -1 (out of memory). */
 static int object_addresses(struct watcher *w, json_object *obj, struct sr_k8s_strv *out)
@@ -430,18 +226,7 @@ static void hand_over(struct watcher *w, bool listed)
     w->dirty = false;
 }
 
-/* ---- HTTP ---- */
-
-static size_t body_write(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct watcher *w = arg;
-    size_t n = size * nmemb;
-    if (buf_append(&w->body, data, n, MAX_LIST_BODY) < 0) {
-        w->body_truncated = true;
-        return 0; /* aborts the transfer */
-    }
-    return n;
-}
+/* ---- list and watch ---- */
 
 static int set_rv(struct watcher *w, const char *rv)
 {
@@ -487,12 +272,12 @@ static int on_event(void *arg, json_object *ev)
     const char *name = sr_k8s_meta_string(obj, "name");
     if (!name) return 0;
     if (type == SR_K8S_EV_DELETED) {
-        if (table_remove(&w->objs, name)) w->dirty = true;
+        if (sr_k8s_table_remove(&w->objs, name)) w->dirty = true;
         return 0;
     }
     struct sr_k8s_strv addrs;
     if (object_addresses(w, obj, &addrs) < 0) goto oom;
-    int rc = table_set(&w->objs, name, &addrs);
+    int rc = sr_k8s_table_set(&w->objs, name, &addrs);
     if (rc < 0) goto oom;
     if (rc > 0) w->dirty = true;
     return 0;
@@ -506,14 +291,9 @@ static size_t watch_write(char *data, size_t size, size_t nmemb, void *arg)
 {
     struct watcher *w = arg;
     size_t n = size * nmemb;
-    long code = 0;
 
-    curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &code);
-    if (code != 200) { /* keep the start of the Status body for the log line */
-        size_t room = w->body.len < MAX_ERROR_BODY ? MAX_ERROR_BODY - w->body.len : 0;
-        buf_append(&w->body, data, n < room ? n : room, MAX_ERROR_BODY);
-        return n;
-    }
+    /* keep the start of the Status body for the log line */
+    if (sr_k8s_http_error_body(&w->http, data, n)) return n;
     int rc = sr_k8s_lines_feed(&w->lines, data, n, on_event, w);
     if (w->dirty) hand_over(w, false); /* one publication per chunk, not per event */
     if (rc < 0) {
@@ -526,165 +306,37 @@ static size_t watch_write(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-/* Bearer token header, or NULL with *err set when it cannot be read (and is needed). */
-static struct curl_slist *request_headers(struct watcher *w, bool *err)
-{
-    const struct finder *f = w->f;
-    struct curl_slist *h = NULL, *t;
-    *err = false;
-    h = curl_slist_append(NULL, "Accept: application/json");
-    if (!h) goto fail;
-    if (f->token_file) {
-        char *token = read_trimmed(f->token_file);
-        if (!token && !(f->token_optional && errno == ENOENT)) {
-            SR_LOG_RL(SR_LOG_ERROR, "k8s", "cannot read bearer token %s: %s", f->token_file,
-                      strerror(errno));
-            goto fail;
-        }
-        if (token) {
-            char *line = xasprintf("Authorization: Bearer %s", token);
-            explicit_bzero(token, strlen(token));
-            free(token);
-            if (!line) goto fail;
-            t = curl_slist_append(h, line);
-            explicit_bzero(line, strlen(line));
-            free(line);
-            if (!t) goto fail;
-            h = t;
-        }
-    }
-    return h;
-fail:
-    curl_slist_free_all(h);
-    *err = true;
-    return NULL;
-}
-
-static void request_setup(struct watcher *w, const char *url, bool watch,
-                          struct curl_slist *headers)
-{
-    const struct finder *f = w->f;
-    CURL *e = w->easy;
-
-    curl_easy_reset(e); /* keeps the live connection */
-    curl_easy_setopt(e, CURLOPT_URL, url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-    /* HTTP/1.1, one connection per namespace: the protocol the tests exercise
-     * (the fake API server), and a watch that never shares a connection whose
-     * stream limit or GOAWAY could cut it */
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "skyrelay/" SR_VERSION);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, w->errbuf);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)CONNECT_TIMEOUT_S);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 10L);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* big lists come gzip'd */
-    if (f->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, f->ca_file);
-    if (f->insecure) {
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    if (watch) {
-        /* the server ends a healthy watch after timeoutSeconds; silence well past
-         * that means the connection is dead */
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)WATCH_TIMEOUT_S + 30);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)WATCH_TIMEOUT_S + 60);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, watch_write);
-    } else {
-        curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)LIST_TIMEOUT_S);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, body_write);
-    }
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, w);
-    w->errbuf[0] = '\0';
-    w->body.len = 0;
-    w->body_truncated = false;
-}
-
-/* Runs the transfer set up on w->easy until it completes or the finder stops. */
-static CURLcode perform(struct watcher *w)
-{
-    CURLcode res = CURLE_ABORTED_BY_CALLBACK;
-    int running = 1;
-
-    if (curl_multi_add_handle(w->multi, w->easy) != CURLM_OK) return CURLE_FAILED_INIT;
-    for (;;) {
-        if (curl_multi_perform(w->multi, &running) != CURLM_OK) {
-            res = CURLE_FAILED_INIT;
-            break;
-        }
-        if (!running) {
-            int left;
-            CURLMsg *m;
-            while ((m = curl_multi_info_read(w->multi, &left)))
-                if (m->msg == CURLMSG_DONE) res = m->data.result;
-            break;
-        }
-        if (stopping(w->f)) break;
-        if (curl_multi_poll(w->multi, NULL, 0, 1000, NULL) != CURLM_OK) {
-            res = CURLE_FAILED_INIT;
-            break;
-        }
-    }
-    curl_multi_remove_handle(w->multi, w->easy);
-    return res;
-}
-
-static const char *curl_reason(const struct watcher *w, CURLcode res)
-{
-    return w->errbuf[0] ? w->errbuf : curl_easy_strerror(res);
-}
-
-/* The message of a Status body, or the body itself (bounded). */
-static void http_error(struct watcher *w, const char *what, long code)
-{
-    const char *msg = NULL;
-    json_object *st = w->body.len ? json_tokener_parse(w->body.data) : NULL;
-    if (st) sr_k8s_status_code(st, &msg);
-    if (!msg) msg = w->body.len ? w->body.data : "(empty body)";
-    SR_LOG_RL(SR_LOG_WARN, "k8s", "%s %s in namespace %s: HTTP %ld: %.300s", what,
-              kind_name(w->f), w->ns, code, msg);
-    if (st) json_object_put(st);
-}
-
 /* LIST: replaces the object table and RV. Returns 0, -1 (error, logged) or 1 (stopping). */
 static int do_list(struct watcher *w)
 {
     struct finder *f = w->f;
-    struct table fresh = {0};
+    struct sr_k8s_table fresh = {0};
     json_object *list = NULL;
-    bool hdr_err;
-    long code = 0;
+    struct sr_k8s_buf *body = &w->http.body;
+    CURLcode res;
+    long code;
     int rc = -1;
 
-    char *url = xasprintf("%s%s?%s", f->base_url, w->path, f->selectors);
-    struct curl_slist *headers = request_headers(w, &hdr_err);
-    if (!url || hdr_err) goto out;
-    request_setup(w, url, false, headers);
-    CURLcode res = perform(w);
+    char *url = sr_k8s_asprintf("%s%s?%s", f->set.base_url, w->path, f->set.selectors);
+    if (!url || sr_k8s_http_get(&w->http, url, NULL, NULL, &res) < 0) goto out;
     if (stopping(f)) {
         rc = 1;
         goto out;
     }
     if (res != CURLE_OK) {
         SR_LOG_RL(SR_LOG_WARN, "k8s", "list %s in namespace %s: %s", kind_name(f), w->ns,
-                  w->body_truncated ? "answer too large" : curl_reason(w, res));
+                  w->http.body_truncated ? "answer too large" : sr_k8s_http_reason(&w->http, res));
         goto out;
     }
-    curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &code);
+    code = sr_k8s_http_status(&w->http);
     if (code != 200) {
-        http_error(w, "list", code);
+        sr_k8s_http_log_error(&w->http, "list", kind_name(f), w->ns, code);
         goto out;
     }
 
     json_tokener *tok = w->lines.tok;
     json_tokener_reset(tok);
-    list = json_tokener_parse_ex(tok, w->body.data ? w->body.data : "", (int)w->body.len);
+    list = json_tokener_parse_ex(tok, body->data ? body->data : "", (int)body->len);
     json_object *items = NULL;
     const char *rv = sr_k8s_meta_string(list, "resourceVersion");
     if (!list || !rv || (json_object_object_get_ex(list, "items", &items) && items &&
@@ -698,13 +350,13 @@ static int do_list(struct watcher *w)
         const char *name = sr_k8s_meta_string(obj, "name");
         struct sr_k8s_strv addrs;
         if (!name) continue;
-        if (object_addresses(w, obj, &addrs) < 0 || table_set(&fresh, name, &addrs) < 0) {
+        if (object_addresses(w, obj, &addrs) < 0 || sr_k8s_table_set(&fresh, name, &addrs) < 0) {
             SR_LOG_RL(SR_LOG_ERROR, "k8s", "namespace %s: out of memory reading the list", w->ns);
             goto out;
         }
     }
     if (set_rv(w, rv) < 0) goto out;
-    table_clear(&w->objs);
+    sr_k8s_table_clear(&w->objs);
     w->objs = fresh;
     memset(&fresh, 0, sizeof(fresh));
     SR_INFO("k8s", "namespace %s: %zu %s listed, %zu with ready addresses (resourceVersion %s)",
@@ -713,8 +365,7 @@ static int do_list(struct watcher *w)
     rc = 0;
 out:
     if (list) json_object_put(list);
-    table_clear(&fresh);
-    curl_slist_free_all(headers);
+    sr_k8s_table_clear(&fresh);
     free(url);
     return rc;
 }
@@ -724,22 +375,21 @@ static enum outcome do_watch(struct watcher *w)
 {
     struct finder *f = w->f;
     enum outcome out = W_FAIL;
-    bool hdr_err;
-    long code = 0;
+    CURLcode res;
+    long code;
 
-    char *rv = url_escape(w->rv);
-    char *url = rv ? xasprintf("%s%s?%s&watch=1&resourceVersion=%s&allowWatchBookmarks=true"
-                               "&timeoutSeconds=%d",
-                               f->base_url, w->path, f->selectors, rv, WATCH_TIMEOUT_S)
+    char *rv = sr_k8s_url_escape(w->rv);
+    char *url = rv ? sr_k8s_asprintf("%s%s?%s&watch=1&resourceVersion=%s&allowWatchBookmarks=true"
+                                     "&timeoutSeconds=%d",
+                                     f->set.base_url, w->path, f->set.selectors, rv,
+                                     SR_K8S_WATCH_TIMEOUT_S)
                    : NULL;
-    struct curl_slist *headers = request_headers(w, &hdr_err);
-    if (!url || hdr_err) goto done;
-    request_setup(w, url, true, headers);
+    if (!url) goto done;
     sr_k8s_lines_reset(&w->lines);
     w->outcome = W_END;
     w->events = 0;
     int64_t started = now_ms();
-    CURLcode res = perform(w);
+    if (sr_k8s_http_get(&w->http, url, watch_write, w, &res) < 0) goto done;
     if (w->dirty) hand_over(w, false);
     if (stopping(f)) {
         out = W_STOP;
@@ -751,15 +401,15 @@ static enum outcome do_watch(struct watcher *w)
     }
     if (res != CURLE_OK) {
         SR_LOG_RL(SR_LOG_WARN, "k8s", "watch %s in namespace %s broken: %s", kind_name(f), w->ns,
-                  curl_reason(w, res));
+                  sr_k8s_http_reason(&w->http, res));
         goto done;
     }
-    curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &code);
+    code = sr_k8s_http_status(&w->http);
     if (code == 410) {
         SR_INFO("k8s", "namespace %s: watch answered 410 Gone, listing again", w->ns);
         out = W_GONE;
     } else if (code != 200) {
-        http_error(w, "watch", code);
+        sr_k8s_http_log_error(&w->http, "watch", kind_name(f), w->ns, code);
     } else if (w->events == 0 && now_ms() - started < 1000) {
         /* a proxy ending every watch at once would otherwise make us spin */
         SR_LOG_RL(SR_LOG_WARN, "k8s", "watch %s in namespace %s ended at once", kind_name(f),
@@ -770,7 +420,6 @@ static enum outcome do_watch(struct watcher *w)
         out = W_END;
     }
 done:
-    curl_slist_free_all(headers);
     free(url);
     free(rv);
     return out;
@@ -822,22 +471,17 @@ static void finder_free(struct finder *f)
 {
     for (size_t i = 0; i < f->n_w; i++) {
         struct watcher *w = &f->w[i];
-        if (w->easy) curl_easy_cleanup(w->easy);
-        if (w->multi) curl_multi_cleanup(w->multi);
-        table_clear(&w->objs);
+        sr_k8s_http_deinit(&w->http);
+        sr_k8s_table_clear(&w->objs);
         sr_k8s_lines_deinit(&w->lines);
         sr_k8s_strv_clear(&w->ready);
-        free(w->body.data);
         free(w->rv);
         free(w->path);
         free(w->ns);
     }
     free(f->w);
     sr_k8s_strv_clear(&f->published);
-    free(f->base_url);
-    free(f->selectors);
-    free(f->token_file);
-    free(f->ca_file);
+    sr_k8s_settings_deinit(&f->set);
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
     free(f);
@@ -848,135 +492,29 @@ static bool empty(const char *s)
     return !s || !*s;
 }
 
-static int resolve_server(struct finder *f, const struct sr_k8s_config *cfg)
+static int watcher_init(struct finder *f, struct watcher *w, const char *ns)
 {
-    if (!empty(cfg->api_server)) {
-        if (strncmp(cfg->api_server, "https://", 8) != 0 &&
-            strncmp(cfg->api_server, "http://", 7) != 0) {
-            SR_ERROR("k8s", "upstream.kubernetes.api_server: must start with https:// or http://");
-            return -1;
-        }
-        f->base_url = strdup(cfg->api_server);
-        if (!f->base_url) return -1;
-        size_t n = strlen(f->base_url);
-        while (n > 0 && f->base_url[n - 1] == '/') f->base_url[--n] = '\0';
-        return 0;
-    }
-    const char *host = getenv("KUBERNETES_SERVICE_HOST");
-    const char *port = getenv("KUBERNETES_SERVICE_PORT");
-    if (empty(host)) {
-        SR_ERROR("k8s", "upstream.kubernetes.api_server is empty and KUBERNETES_SERVICE_HOST is "
-                        "not set (not running in a pod?)");
-        return -1;
-    }
-    bool v6 = strchr(host, ':') != NULL;
-    f->base_url = xasprintf("https://%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "",
-                            empty(port) ? "443" : port);
-    return f->base_url ? 0 : -1;
-}
-
-static int resolve_credentials(struct finder *f, const struct sr_k8s_config *cfg)
-{
-    if (!empty(cfg->bearer_token_file)) {
-        if (!readable(cfg->bearer_token_file)) {
-            SR_ERROR("k8s", "upstream.kubernetes.bearer_token_file: cannot read %s: %s",
-                     cfg->bearer_token_file, strerror(errno));
-            return -1;
-        }
-        f->token_file = strdup(cfg->bearer_token_file);
-    } else {
-        /* outside a pod (kubectl proxy) there is no token and none is needed */
-        f->token_file = strdup(SA_DIR "/token");
-        f->token_optional = true;
-    }
-    if (!f->token_file) return -1;
-
-    if (!empty(cfg->ca_file)) {
-        if (!readable(cfg->ca_file)) {
-            SR_ERROR("k8s", "upstream.kubernetes.ca_file: cannot read %s: %s", cfg->ca_file,
-                     strerror(errno));
-            return -1;
-        }
-        f->ca_file = strdup(cfg->ca_file);
-        if (!f->ca_file) return -1;
-    } else if (readable(SA_DIR "/ca.crt")) {
-        f->ca_file = strdup(SA_DIR "/ca.crt");
-        if (!f->ca_file) return -1;
-    }
-    f->insecure = cfg->insecure_skip_verify;
-    return 0;
-}
-
-static int resolve_selectors(struct finder *f, const struct sr_k8s_config *cfg)
-{
-    if (empty(cfg->label_selector)) {
-        SR_ERROR("k8s", "upstream.kubernetes.label_selector: required with finder kubernetes "
-                        "(e.g. app=oap)");
-        return -1;
-    }
-    char *label = url_escape(cfg->label_selector);
-    char *field = empty(cfg->field_selector) ? NULL : url_escape(cfg->field_selector);
-    if (label && (field || empty(cfg->field_selector)))
-        f->selectors = field ? xasprintf("labelSelector=%s&fieldSelector=%s", label, field)
-                             : xasprintf("labelSelector=%s", label);
-    free(label);
-    free(field);
-    return f->selectors ? 0 : -1;
-}
-
-static int add_watcher(struct finder *f, const char *ns)
-{
-    if (!valid_namespace(ns)) {
-        SR_ERROR("k8s", "upstream.kubernetes.namespaces: '%s' is not a namespace name", ns);
-        return -1;
-    }
-    for (size_t i = 0; i < f->n_w; i++)
-        if (strcmp(f->w[i].ns, ns) == 0) return 0;
-    struct watcher *v = realloc(f->w, (f->n_w + 1) * sizeof(*v));
-    if (!v) return -1;
-    f->w = v;
-    struct watcher *w = &f->w[f->n_w++];
-    memset(w, 0, sizeof(*w));
+    w->f = f;
     w->ns = strdup(ns);
-    w->path = f->kind ? xasprintf("/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices", ns)
-                      : xasprintf("/api/v1/namespaces/%s/pods", ns);
-    w->multi = curl_multi_init();
-    w->easy = curl_easy_init();
-    if (!w->ns || !w->path || !w->multi || !w->easy ||
+    w->path = f->kind
+                  ? sr_k8s_asprintf("/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices", ns)
+                  : sr_k8s_asprintf("/api/v1/namespaces/%s/pods", ns);
+    if (!w->ns || !w->path || sr_k8s_http_init(&w->http, &f->set.http, &f->stop) < 0 ||
         sr_k8s_lines_init(&w->lines, MAX_EVENT_LINE) < 0)
         return -1;
     return 0;
 }
 
-static int resolve_namespaces(struct finder *f, const struct sr_k8s_config *cfg)
+/* One watcher per namespace (their threads start later). Returns 0 or -1. */
+static int add_watchers(struct finder *f)
 {
-    char *list;
-    if (!empty(cfg->namespaces)) {
-        list = strdup(cfg->namespaces);
-    } else {
-        list = read_trimmed(SA_DIR "/namespace");
-        if (!list) {
-            SR_ERROR("k8s", "upstream.kubernetes.namespaces is empty and %s/namespace cannot be "
-                            "read: %s",
-                     SA_DIR, strerror(errno));
-            return -1;
-        }
+    f->w = calloc(f->set.namespaces.n, sizeof(*f->w));
+    if (!f->w) return -1;
+    while (f->n_w < f->set.namespaces.n) {
+        struct watcher *w = &f->w[f->n_w++]; /* counted first: finder_free frees a partial one */
+        if (watcher_init(f, w, f->set.namespaces.v[f->n_w - 1]) < 0) return -1;
     }
-    if (!list) return -1;
-    int rc = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(list, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
-        tok += strspn(tok, " \t");
-        size_t n = strlen(tok);
-        while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t')) tok[--n] = '\0';
-        if (n) rc = add_watcher(f, tok);
-    }
-    free(list);
-    if (rc == 0 && f->n_w == 0) {
-        SR_ERROR("k8s", "upstream.kubernetes.namespaces: no namespace given");
-        rc = -1;
-    }
-    return rc;
+    return 0;
 }
 
 int sr_k8s_finder_start(const struct sr_k8s_config *cfg, sr_nodes_publish_fn publish, void *arg)
@@ -990,11 +528,7 @@ int sr_k8s_finder_start(const struct sr_k8s_config *cfg, sr_nodes_publish_fn pub
         SR_ERROR("k8s", "finder already running");
         return -1;
     }
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK) {
-        SR_ERROR("k8s", "curl_global_init: %s", curl_easy_strerror(curl_init_rc));
-        return -1;
-    }
+    if (sr_k8s_http_global_init() < 0) return -1;
     f = calloc(1, sizeof(*f));
     if (!f) return -1;
     pthread_mutex_init(&f->mu, NULL);
@@ -1006,9 +540,7 @@ int sr_k8s_finder_start(const struct sr_k8s_config *cfg, sr_nodes_publish_fn pub
     f->port = cfg->extra_port;
     f->publish = publish;
     f->arg = arg;
-    if (resolve_selectors(f, cfg) < 0 || resolve_server(f, cfg) < 0 ||
-        resolve_credentials(f, cfg) < 0 || resolve_namespaces(f, cfg) < 0)
-        goto fail;
+    if (sr_k8s_settings_resolve(&f->set, cfg) < 0 || add_watchers(f) < 0) goto fail;
 
     atomic_store(&st_updates, 0);
     atomic_store(&st_errors, 0);
@@ -1018,7 +550,6 @@ int sr_k8s_finder_start(const struct sr_k8s_config *cfg, sr_nodes_publish_fn pub
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     for (i = 0; i < f->n_w; i++) {
-        f->w[i].f = f;
         if (pthread_create(&f->w[i].thread, NULL, watcher_main, &f->w[i]) != 0) break;
         f->w[i].started = true;
     }
@@ -1032,7 +563,7 @@ int sr_k8s_finder_start(const struct sr_k8s_config *cfg, sr_nodes_publish_fn pub
     SR_INFO("k8s", "watching %s labelled '%s'%s%s%s in %zu namespace(s) on %s, port %u",
             kind_name(f), cfg->label_selector, empty(cfg->field_selector) ? "" : " with fields '",
             empty(cfg->field_selector) ? "" : cfg->field_selector,
-            empty(cfg->field_selector) ? "" : "'", f->n_w, f->base_url, (unsigned)f->port);
+            empty(cfg->field_selector) ? "" : "'", f->n_w, f->set.base_url, (unsigned)f->port);
     return 0;
 fail:
     finder_free(f);
@@ -1047,7 +578,7 @@ void sr_k8s_finder_stop(void)
     pthread_mutex_lock(&f->mu);
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
-    for (size_t i = 0; i < f->n_w; i++) curl_multi_wakeup(f->w[i].multi);
+    for (size_t i = 0; i < f->n_w; i++) sr_k8s_http_wakeup(&f->w[i].http);
     for (size_t i = 0; i < f->n_w; i++)
         if (f->w[i].started) pthread_join(f->w[i].thread, NULL);
     g_finder = NULL;
