@@ -15,7 +15,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* The async batched pipes. One queue, sender and routing policy each. */
+/* The async batched pipes. One queue, sender and routing policy each. Each has its row in
+ * the pipe definition table (src/core/pipes.c, include/skyrelay/pipes.h): its name, methods,
+ * plans and modes; config keys, method table, schema map and plans derive from it. */
 enum sr_pipe_id {
     SR_PIPE_SEGMENT = 0, /* TraceSegmentReportService/collect + /collectInSync */
     SR_PIPE_LOG,         /* LogReportService/collect */
@@ -34,7 +36,7 @@ enum sr_pipe_id {
     SR_PIPE_COUNT
 };
 
-/* pipes.segment.upstream_method */
+/* pipes.segment.upstream_method (the index of the mode's name and plan in its pipe row) */
 enum sr_segment_mode { SR_SEGMENT_COLLECT = 0, SR_SEGMENT_COLLECT_IN_SYNC };
 /* pipes.als.upstream_method */
 enum sr_als_mode { SR_ALS_PER_IDENTIFIER = 0, SR_ALS_SATELLITE };
@@ -199,7 +201,8 @@ int sr_config_print(const struct sr_config *cfg, FILE *out);
 /* Name of a routing policy as used in YAML and by the balancer registry. */
 const char *sr_routing_policy_name(int policy);
 
-/* Name of a pipe as used in YAML and metrics ("segment", "log", "meter", "als"). */
+/* Name of a pipe as used in YAML and metrics ("segment", "log", "meter", "als", ...): its
+ * pipe definition's name (src/core/pipes.c); "unknown" past the last pipe. */
 const char *sr_pipe_name(enum sr_pipe_id id);
 
 #endif

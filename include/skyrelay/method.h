@@ -1,7 +1,9 @@
 /* The method table: one entry per gRPC method path skyrelay serves, saying
  * which pipe it feeds and how a message becomes events. Both the packaged
  * ("/skywalking.v3.X/y") and the package-less ("/X/y", old agents) names are
- * listed. Read-only, any thread. */
+ * listed. The async rows are derived from the pipe definition table
+ * (include/skyrelay/pipes.h); the sync and relay rows are src/server/method.c's.
+ * Read-only, any thread. */
 #ifndef SKYRELAY_METHOD_H
 #define SKYRELAY_METHOD_H
 
@@ -38,11 +40,11 @@ struct sr_method {
     enum sr_call_mode mode;
 };
 
-/* Looks a method path up. Returns NULL for a method not in the table (relayed). */
+/* Looks the method path[0..len) up (no NUL needed). Returns static storage, or NULL for
+ * a method not in the table (relayed). Any thread. */
 const struct sr_method *sr_method_find(const char *path, size_t len);
 
-/* The whole table (for docs and tests). */
-extern const struct sr_method sr_methods[];
-extern const size_t sr_methods_count;
+/* The whole table (for docs and tests): *n gets its length. Static storage, any thread. */
+const struct sr_method *sr_method_table(size_t *n);
 
 #endif

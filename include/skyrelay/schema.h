@@ -30,7 +30,8 @@ int sr_schema_check(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_
 
 /* The descriptor of the message a client sends on the async method path[0..len)
  * (the packaged "/skywalking.v3.X/y" and the package-less "/X/y" forms, Envoy
- * ALS and metrics v2/v3). Returns a static descriptor, or NULL for a method
+ * ALS and metrics v2/v3), as the pipe definition table gives it
+ * (src/core/pipes.c). Returns a static descriptor, or NULL for a method
  * without a schema. Any thread. */
 const ProtobufCMessageDescriptor *sr_schema_for_method(const char *path, size_t len);
 

@@ -1,7 +1,8 @@
 /* Batch senders (src/sender/): how a pipe's batch becomes upstream calls
- * (the plans, src/sender/plan.c) and the sender's entry points, called by the
- * worker loop (src/sender/sender.c). The sender never calls back into the
- * worker: it sets flags on the pipe (dirty, room) that the loop acts on. */
+ * (the plans: defined with each pipe in src/core/pipes.c, looked up by
+ * src/sender/plan.c) and the sender's entry points, called by the worker
+ * loop (src/sender/sender.c). The sender never calls back into the worker:
+ * it sets flags on the pipe (dirty, room) that the loop acts on. */
 #ifndef SKYRELAY_SENDER_H
 #define SKYRELAY_SENDER_H
 
@@ -28,7 +29,9 @@ struct sr_plan {
                            * are whole messages of one key, concatenated (they merge) */
 };
 
-/* The plan for a pipe under its configured mode. */
+/* The plan for a pipe under its configured mode (struct sr_pipe_config.mode): the
+ * pipe definition's plan of that mode (include/skyrelay/pipes.h), its first plan for a
+ * mode it does not have. Returns static storage, or NULL past the last pipe. Any thread. */
 const struct sr_plan *sr_plan_for(enum sr_pipe_id pipe, int mode);
 
 struct sr_worker;

@@ -6,7 +6,9 @@
  * it up in `keys`, one row per leaf: path, type, offset, range. A path that is
  * the prefix of some row is a section and is walked in turn; anything else is
  * an unknown key. So the schema is this one table, not a state machine, and
- * every error knows its line, column and key path.
+ * every error knows its line, column and key path. The rows of each pipe
+ * (pipes.<name>.*, and upstream_method for a pipe with modes) are made once
+ * from the pipe definition table (src/core/pipes.c), between the fixed rows.
  *
  * Values are bound into a scratch copy (struct scratch): the public struct is
  * only written when the whole document is valid. The scratch also holds the
@@ -20,7 +22,9 @@
  * Defaults allocate nothing: the two pointer fields point at static storage
  * until a value is bound, and sr_config_deinit frees only what is not static. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
@@ -28,6 +32,7 @@
 #include "internal.h"
 #include "skyrelay/config.h"
 #include "skyrelay/log.h"
+#include "skyrelay/pipes.h"
 
 #define KIB (1ull << 10)
 #define MIB (1ull << 20)
@@ -64,22 +69,21 @@ static const struct sr_routing_config default_routing = {
     .lru_ttl_ms = 180 * SEC,
 };
 
-static const char *const pipe_names[SR_PIPE_COUNT] = {
-    [SR_PIPE_SEGMENT] = "segment",
-    [SR_PIPE_LOG] = "log",
-    [SR_PIPE_METER] = "meter",
-    [SR_PIPE_ALS] = "als",
-    [SR_PIPE_JVM] = "jvm",
-    [SR_PIPE_CLR] = "clr",
-    [SR_PIPE_EVENT] = "event",
-    [SR_PIPE_SPAN_EVENT] = "span_attached_event",
-    [SR_PIPE_PROFILE] = "profile_snapshot",
-    [SR_PIPE_EBPF_PROFILING] = "ebpf_profiling",
-    [SR_PIPE_EBPF_ACCESS_LOG] = "ebpf_access_log",
-    [SR_PIPE_KEEPALIVE] = "keepalive",
-    [SR_PIPE_INSTANCE_PROPERTIES] = "instance_properties",
-    [SR_PIPE_ENVOY_METRICS] = "envoy_metrics",
-};
+static const char *const routing_policies[] = {"round_robin", "weighted_round_robin", "fixed",
+                                               "least_loaded", NULL};
+
+const char *sr_routing_policy_name(int policy)
+{
+    return policy >= 0 && policy <= SR_ROUTE_LEAST_LOADED ? routing_policies[policy] : "unknown";
+}
+
+/* The index of a policy name, or -1. */
+static int routing_policy(const char *name)
+{
+    for (int i = 0; routing_policies[i]; i++)
+        if (strcmp(routing_policies[i], name) == 0) return i;
+    return -1;
+}
 
 void sr_config_defaults(struct sr_config *cfg)
 {
@@ -105,15 +109,18 @@ void sr_config_defaults(struct sr_config *cfg)
 
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
         cfg->pipes[i].enabled = true;
-        cfg->pipes[i].mode = 0; /* SR_SEGMENT_COLLECT, SR_ALS_PER_IDENTIFIER */
+        cfg->pipes[i].mode = 0; /* its first mode: SR_SEGMENT_COLLECT, SR_ALS_PER_IDENTIFIER */
         cfg->pipes[i].queue = default_queue;
         cfg->pipes[i].sender = default_sender;
         cfg->pipes[i].routing = default_routing;
     }
-    /* Per-pipe specifics: whatever differs here from default_queue/_sender/_routing behaves
-     * as if set under pipes.<name>, so pipe_defaults does not override it (resolve_pipes).
-     * OAP's meter analysis keeps per-instance state on one node: route meters by instance. */
-    cfg->pipes[SR_PIPE_METER].routing.policy = SR_ROUTE_FIXED;
+    /* Per-pipe specifics, from the pipe definitions (src/core/pipes.c; meter: fixed):
+     * whatever differs here from default_queue/_sender/_routing behaves as if set under
+     * pipes.<name>, so pipe_defaults does not override it (resolve_pipes). */
+    for (int i = 0; i < SR_PIPE_COUNT; i++) {
+        int policy = sr_pipe_defs[i].routing ? routing_policy(sr_pipe_defs[i].routing) : -1;
+        if (policy >= 0) cfg->pipes[i].routing.policy = policy;
+    }
 
     cfg->log.level = SR_LOG_INFO;
     cfg->server.max_connections = 4000;
@@ -154,11 +161,6 @@ void sr_config_deinit(struct sr_config *cfg)
     memset(cfg, 0, sizeof *cfg);
 }
 
-const char *sr_pipe_name(enum sr_pipe_id id)
-{
-    return (unsigned)id < SR_PIPE_COUNT ? pipe_names[id] : "unknown";
-}
-
 /* ---- the schema ---- */
 
 struct scratch {
@@ -170,46 +172,33 @@ struct scratch {
 /* The row type, struct sr_config_key, is in internal.h: the printer (print.c) walks the
  * same table. */
 
-static const char *const segment_methods[] = {
-    [SR_SEGMENT_COLLECT] = "collect", [SR_SEGMENT_COLLECT_IN_SYNC] = "collect_in_sync", NULL};
 static const char *const finders[] = {"static", "dns", "kubernetes", NULL};
 static const char *const k8s_kinds[] = {"pod", "endpoints", NULL};
-static const char *const routing_policies[] = {"round_robin", "weighted_round_robin", "fixed",
-                                                     "least_loaded", NULL};
-const char *sr_routing_policy_name(int policy)
-{
-    return policy >= 0 && policy <= SR_ROUTE_LEAST_LOADED ? routing_policies[policy] : "unknown";
-}
-
 static const char *const validate_depths[] = {[SR_VALIDATE_DEEP] = "deep",
                                                [SR_VALIDATE_TOP] = "top", NULL};
-static const char *const als_methods[] = {
-    [SR_ALS_PER_IDENTIFIER] = "per_identifier", [SR_ALS_SATELLITE] = "satellite", NULL};
 
 #define OFF(member) offsetof(struct scratch, member)
 
-#define QUEUE_KEYS(prefix, q)                                                                     \
-    {prefix "queue.max_events", K_U32, OFF(q.max_events), 1, 100000000, NULL},                    \
-    {prefix "queue.max_bytes", K_SIZE, OFF(q.max_bytes), 1, 64 * GIB, NULL},                      \
-    {prefix "queue.full_wait", K_DURATION, OFF(q.full_wait_ms), 0, 10 * MIN, NULL}
+/* off(member): the row's offset macro (OFF, or PIPE_OFF for the per-pipe template). */
+#define QUEUE_KEYS(prefix, off, q)                                                                \
+    {prefix "queue.max_events", K_U32, off(q.max_events), 1, 100000000, NULL},                    \
+    {prefix "queue.max_bytes", K_SIZE, off(q.max_bytes), 1, 64 * GIB, NULL},                      \
+    {prefix "queue.full_wait", K_DURATION, off(q.full_wait_ms), 0, 10 * MIN, NULL}
 
 /* The keys a pipe inherits: under pipes.<name>. and pipe_defaults. (p: a struct sr_pipe_config) */
-#define PIPE_SETTINGS(prefix, p)                                                                  \
-    QUEUE_KEYS(prefix, p.queue),                                                                  \
-    {prefix "sender.max_batch_events", K_U32, OFF(p.sender.max_batch_events), 1, 100000, NULL},   \
-    {prefix "sender.max_batch_bytes", K_SIZE, OFF(p.sender.max_batch_bytes), 1, 1 * GIB, NULL},   \
-    {prefix "sender.linger", K_DURATION, OFF(p.sender.linger_ms), 1, 60 * SEC, NULL},             \
-    {prefix "sender.max_inflight", K_U32, OFF(p.sender.max_inflight), 1, 64, NULL},               \
-    {prefix "routing.policy", K_ENUM, OFF(p.routing.policy), 0, 0, routing_policies},             \
-    {prefix "routing.lru_size", K_U32, OFF(p.routing.lru_size), 1, 1u << 24, NULL},               \
-    {prefix "routing.lru_ttl", K_DURATION, OFF(p.routing.lru_ttl_ms), 1000, 24 * HOUR, NULL},     \
-    {prefix "validate", K_ENUM, OFF(p.validate), 0, 0, validate_depths}
+#define PIPE_SETTINGS(prefix, off, p)                                                             \
+    QUEUE_KEYS(prefix, off, p.queue),                                                             \
+    {prefix "sender.max_batch_events", K_U32, off(p.sender.max_batch_events), 1, 100000, NULL},   \
+    {prefix "sender.max_batch_bytes", K_SIZE, off(p.sender.max_batch_bytes), 1, 1 * GIB, NULL},   \
+    {prefix "sender.linger", K_DURATION, off(p.sender.linger_ms), 1, 60 * SEC, NULL},             \
+    {prefix "sender.max_inflight", K_U32, off(p.sender.max_inflight), 1, 64, NULL},               \
+    {prefix "routing.policy", K_ENUM, off(p.routing.policy), 0, 0, routing_policies},             \
+    {prefix "routing.lru_size", K_U32, off(p.routing.lru_size), 1, 1u << 24, NULL},               \
+    {prefix "routing.lru_ttl", K_DURATION, off(p.routing.lru_ttl_ms), 1000, 24 * HOUR, NULL},     \
+    {prefix "validate", K_ENUM, off(p.validate), 0, 0, validate_depths}
 
-#define PIPE_KEYS(name, id)                                                                       \
-    {"pipes." name ".enabled", K_BOOL, OFF(cfg.pipes[id].enabled), 0, 0, NULL},                   \
-    PIPE_SETTINGS("pipes." name ".", cfg.pipes[id])
-
-static const struct sr_config_key keys[] = {
+/* The keys before pipes: in file order (--print-config prints in table order). */
+static const struct sr_config_key head[] = {
     {"server.address", K_LISTEN, OFF(cfg.server.address), 0, 0, NULL},
     {"server.workers", K_U32, OFF(cfg.server.workers), 0, 64, NULL},
     {"server.max_receive_message_size", K_SIZE, OFF(cfg.server.max_receive_message_size), 1,
@@ -259,30 +248,27 @@ static const struct sr_config_key keys[] = {
     {"upstream.max_receive_message_size", K_SIZE, OFF(cfg.upstream.max_receive_message_size), 1,
      1 * GIB, NULL},
 
-    QUEUE_KEYS("", queue),
+    QUEUE_KEYS("", OFF, queue),
     {"queue.total_max_bytes", K_SIZE, OFF(cfg.queue.total_max_bytes), 0, 1024 * GIB, NULL},
     {"queue.dead_letter_dir", K_STRING, OFF(cfg.queue.dead_letter_dir), 0, 0, NULL},
 
-    PIPE_SETTINGS("pipe_defaults.", pd),
+    PIPE_SETTINGS("pipe_defaults.", OFF, pd),
+};
 
-    PIPE_KEYS("segment", SR_PIPE_SEGMENT),
-    {"pipes.segment.upstream_method", K_ENUM, OFF(cfg.pipes[SR_PIPE_SEGMENT].mode), 0, 0,
-     segment_methods},
-    PIPE_KEYS("log", SR_PIPE_LOG),
-    PIPE_KEYS("meter", SR_PIPE_METER),
-    PIPE_KEYS("als", SR_PIPE_ALS),
-    {"pipes.als.upstream_method", K_ENUM, OFF(cfg.pipes[SR_PIPE_ALS].mode), 0, 0, als_methods},
-    PIPE_KEYS("jvm", SR_PIPE_JVM),
-    PIPE_KEYS("clr", SR_PIPE_CLR),
-    PIPE_KEYS("event", SR_PIPE_EVENT),
-    PIPE_KEYS("span_attached_event", SR_PIPE_SPAN_EVENT),
-    PIPE_KEYS("profile_snapshot", SR_PIPE_PROFILE),
-    PIPE_KEYS("ebpf_profiling", SR_PIPE_EBPF_PROFILING),
-    PIPE_KEYS("ebpf_access_log", SR_PIPE_EBPF_ACCESS_LOG),
-    PIPE_KEYS("keepalive", SR_PIPE_KEEPALIVE),
-    PIPE_KEYS("instance_properties", SR_PIPE_INSTANCE_PROPERTIES),
-    PIPE_KEYS("envoy_metrics", SR_PIPE_ENVOY_METRICS),
+/* The keys of one pipe, relative: "pipes.<name>." is put in front, and the offset is into
+ * the pipe's struct sr_pipe_config (its first member p). Then, for a pipe with modes,
+ * pipes.<name>.upstream_method (build_keys). */
+struct pipe_template {
+    struct sr_pipe_config p;
+};
+#define PIPE_OFF(member) offsetof(struct pipe_template, member)
+static const struct sr_config_key pipe_keys[] = {
+    {"enabled", K_BOOL, PIPE_OFF(p.enabled), 0, 0, NULL},
+    PIPE_SETTINGS("", PIPE_OFF, p),
+};
 
+/* The keys after pipes. */
+static const struct sr_config_key tail[] = {
     {"log.level", K_LEVEL, OFF(cfg.log.level), 0, 0, NULL},
     {"telemetry.export", K_EXPORT, OFF(cfg.telemetry.export_prometheus), 0, 0, NULL},
     {"telemetry.prometheus_address", K_LISTEN, OFF(cfg.telemetry.prometheus_address), 0, 0, NULL},
@@ -293,11 +279,55 @@ static const struct sr_config_key keys[] = {
     {"shutdown.stream_grace", K_DURATION, OFF(cfg.shutdown.stream_grace_ms), 0, HOUR, NULL},
 };
 
-#define N_KEYS (sizeof keys / sizeof keys[0])
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define PIPE_ROWS (COUNT(pipe_keys) + 1) /* + upstream_method */
+#define KEYS_MAX (COUNT(head) + SR_PIPE_COUNT * PIPE_ROWS + COUNT(tail))
+#define PATH_MAX_LEN 96
+
+/* The table: head, each pipe's rows in enum sr_pipe_id order, tail; built once from the
+ * pipe definitions (src/core/pipes.c). */
+static struct sr_config_key keys[KEYS_MAX];
+static size_t n_keys;
+static char pipe_paths[SR_PIPE_COUNT * PIPE_ROWS][PATH_MAX_LEN];
+static pthread_once_t keys_built = PTHREAD_ONCE_INIT;
+
+static void add_pipe_key(const struct sr_config_key *tpl, int pipe, const char *suffix,
+                         size_t off)
+{
+    char *path = pipe_paths[n_keys - COUNT(head)];
+    int n = snprintf(path, PATH_MAX_LEN, "pipes.%s.%s", sr_pipe_defs[pipe].name, suffix);
+
+    if (n < 0 || n >= PATH_MAX_LEN) { /* a pipe name of 50 characters: a programming error */
+        fprintf(stderr, "skyrelay: pipe name '%s' too long (src/config/config.c)\n",
+                sr_pipe_defs[pipe].name);
+        abort();
+    }
+    keys[n_keys] = *tpl;
+    keys[n_keys].path = path;
+    keys[n_keys].off = OFF(cfg.pipes) + (size_t)pipe * sizeof(struct sr_pipe_config) + off;
+    n_keys++;
+}
+
+static void build_keys(void)
+{
+    memcpy(keys, head, sizeof head);
+    n_keys = COUNT(head);
+    for (int i = 0; i < SR_PIPE_COUNT; i++) {
+        for (size_t j = 0; j < COUNT(pipe_keys); j++)
+            add_pipe_key(&pipe_keys[j], i, pipe_keys[j].path, pipe_keys[j].off);
+        if (sr_pipe_defs[i].modes) {
+            const struct sr_config_key mode = {"", K_ENUM, 0, 0, 0, sr_pipe_defs[i].modes};
+            add_pipe_key(&mode, i, "upstream_method", offsetof(struct sr_pipe_config, mode));
+        }
+    }
+    memcpy(keys + n_keys, tail, sizeof tail);
+    n_keys += COUNT(tail);
+}
 
 const struct sr_config_key *sr_config_keys(size_t *n)
 {
-    *n = N_KEYS;
+    pthread_once(&keys_built, build_keys);
+    *n = n_keys;
     return keys;
 }
 
@@ -317,7 +347,7 @@ struct ctx {
     struct {
         bool set;
         size_t line, col;
-    } seen[N_KEYS];
+    } seen[KEYS_MAX];
 };
 
 static void verror(struct ctx *c, size_t line, size_t col, const char *path, const char *fmt,
@@ -369,7 +399,7 @@ static bool is_null(const yaml_node_t *n)
 
 static int find_key(const char *path)
 {
-    for (size_t i = 0; i < N_KEYS; i++)
+    for (size_t i = 0; i < n_keys; i++)
         if (strcmp(keys[i].path, path) == 0) return (int)i;
     return -1;
 }
@@ -377,7 +407,7 @@ static int find_key(const char *path)
 static bool is_section(const char *path)
 {
     size_t n = strlen(path);
-    for (size_t i = 0; i < N_KEYS; i++)
+    for (size_t i = 0; i < n_keys; i++)
         if (strncmp(keys[i].path, path, n) == 0 && keys[i].path[n] == '.') return true;
     return false;
 }
@@ -386,7 +416,7 @@ static bool is_section(const char *path)
 static bool key_set(const struct ctx *c, const void *f)
 {
     size_t off = (size_t)((const char *)f - (const char *)&c->s);
-    for (size_t i = 0; i < N_KEYS; i++)
+    for (size_t i = 0; i < n_keys; i++)
         if (keys[i].off == off) return c->seen[i].set;
     return false;
 }
@@ -720,7 +750,7 @@ static void resolve_pipes(struct ctx *c)
     struct sr_config builtin; /* allocates nothing */
 
     sr_config_defaults(&builtin);
-    for (size_t ki = 0; ki < N_KEYS; ki++) {
+    for (size_t ki = 0; ki < n_keys; ki++) {
         size_t rel = keys[ki].off - pd, size = field_size(&keys[ki]);
         if (keys[ki].off < pd || rel >= sizeof(struct sr_pipe_config)) continue;
         bool from_queue = rel >= q0 && rel < q0 + sizeof(struct sr_queue_config);
@@ -800,6 +830,7 @@ int sr_config_load_string(struct sr_config *cfg, const char *name, const char *t
     int rc = -1;
 
     sr_config_defaults(cfg);
+    pthread_once(&keys_built, build_keys);
     memset(&c, 0, sizeof c);
     c.name = name;
     c.err = err;

@@ -23,20 +23,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "skyrelay/pipes.h"
 #include "skyrelay/schema.h"
-
-#include "clr_metric.pb-c.h"
-#include "ebpf_accesslog.pb-c.h"
-#include "ebpf_profiling.pb-c.h"
-#include "envoy_als.pb-c.h"
-#include "envoy_metrics.pb-c.h"
-#include "event.pb-c.h"
-#include "jvm_metric.pb-c.h"
-#include "logging.pb-c.h"
-#include "management.pb-c.h"
-#include "meter.pb-c.h"
-#include "profile.pb-c.h"
-#include "tracing.pb-c.h"
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4, WT_I32 = 5 };
 
@@ -427,59 +415,31 @@ fail:
     return -EBADMSG;
 }
 
-/* Async methods and the message their client sends. SkyWalking services are
- * listed without the package: both "/skywalking.v3.S/m" and "/S/m" match. */
-struct schema_method {
-    const char *path;
-    const ProtobufCMessageDescriptor *d;
-};
-
-static const struct schema_method sw_methods[] = {
-    {"TraceSegmentReportService/collect", &skywalking__v3__segment_object__descriptor},
-    {"TraceSegmentReportService/collectInSync", &skywalking__v3__segment_collection__descriptor},
-    {"LogReportService/collect", &skywalking__v3__log_data__descriptor},
-    {"MeterReportService/collect", &skywalking__v3__meter_data__descriptor},
-    {"MeterReportService/collectBatch", &skywalking__v3__meter_data_collection__descriptor},
-    {"JVMMetricReportService/collect", &skywalking__v3__jvmmetric_collection__descriptor},
-    {"CLRMetricReportService/collect", &skywalking__v3__clrmetric_collection__descriptor},
-    {"EventService/collect", &skywalking__v3__event__descriptor},
-    {"SpanAttachedEventReportService/collect", &skywalking__v3__span_attached_event__descriptor},
-    {"ProfileTask/collectSnapshot", &skywalking__v3__thread_snapshot__descriptor},
-    {"EBPFProfilingService/collectProfilingData", &skywalking__v3__ebpfprofiling_data__descriptor},
-    {"EBPFAccessLogService/collect", &skywalking__v3__ebpfaccess_log_message__descriptor},
-    {"ManagementService/keepAlive", &skywalking__v3__instance_ping_pkg__descriptor},
-    {"ManagementService/reportInstanceProperties",
-     &skywalking__v3__instance_properties__descriptor},
-};
-
-static const struct schema_method full_methods[] = {
-    {"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs",
-     &envoy__service__accesslog__v3__stream_access_logs_message__descriptor},
-    {"/envoy.service.accesslog.v2.AccessLogService/StreamAccessLogs",
-     &envoy__service__accesslog__v3__stream_access_logs_message__descriptor},
-    {"/envoy.service.metrics.v3.MetricsService/StreamMetrics",
-     &envoy__service__metrics__v3__stream_metrics_message__descriptor},
-    {"/envoy.service.metrics.v2.MetricsService/StreamMetrics",
-     &envoy__service__metrics__v3__stream_metrics_message__descriptor},
-};
-
-static const ProtobufCMessageDescriptor *lookup(const struct schema_method *t, size_t count,
-                                                const char *path, size_t len)
+/* Async methods and the message their client sends: the pipe definition table
+ * (src/core/pipes.c). A SkyWalking method is listed there without the package:
+ * both "/skywalking.v3.S/m" and "/S/m" match it; a full path matches as written. */
+static bool path_is(const char *want, const char *path, size_t len)
 {
-    for (size_t i = 0; i < count; i++)
-        if (strlen(t[i].path) == len && memcmp(t[i].path, path, len) == 0) return t[i].d;
-    return NULL;
+    return strlen(want) == len && memcmp(want, path, len) == 0;
 }
-
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 const ProtobufCMessageDescriptor *sr_schema_for_method(const char *path, size_t len)
 {
-    static const char sw[] = "/skywalking.v3.";
-    const ProtobufCMessageDescriptor *d = lookup(full_methods, COUNT(full_methods), path, len);
-    if (d) return d;
-    if (len > sizeof sw - 1 && memcmp(path, sw, sizeof sw - 1) == 0)
-        return lookup(sw_methods, COUNT(sw_methods), path + sizeof sw - 1, len - (sizeof sw - 1));
-    if (len > 1 && path[0] == '/') return lookup(sw_methods, COUNT(sw_methods), path + 1, len - 1);
+    static const char sw[] = SR_PIPE_SW_PACKAGE;
+    const char *rel = NULL; /* path without "/skywalking.v3." or "/" */
+    size_t rel_len = 0;
+
+    if (len > sizeof sw - 1 && memcmp(path, sw, sizeof sw - 1) == 0) {
+        rel = path + sizeof sw - 1;
+        rel_len = len - (sizeof sw - 1);
+    } else if (len > 1 && path[0] == '/') {
+        rel = path + 1;
+        rel_len = len - 1;
+    }
+    for (int i = 0; i < SR_PIPE_COUNT; i++)
+        for (const struct sr_pipe_method *m = sr_pipe_defs[i].methods; m->path; m++)
+            if (m->path[0] == '/' ? path_is(m->path, path, len)
+                                  : rel && path_is(m->path, rel, rel_len))
+                return m->schema;
     return NULL;
 }

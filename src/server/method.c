@@ -1,52 +1,26 @@
-/* The method table: which pipe and receiver kind each gRPC method path feeds
- * (the upstream plans are in src/sender/plan.c). */
+/* The method table: which pipe and receiver kind each gRPC method path feeds.
+ *
+ * The async rows are derived, once, from the pipe definition table
+ * (src/core/pipes.c): a SkyWalking method ("Service/method") gives two rows,
+ * "/skywalking.v3.Service/method" and the package-less "/Service/method" that
+ * old agents call; a full path gives one. The sync pass-through and relay
+ * methods, which feed no pipe, are listed here. Methods not listed are relayed
+ * transparently. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "skyrelay/method.h"
+#include "skyrelay/pipes.h"
 
-#define SW "/skywalking.v3."
+#define SW SR_PIPE_SW_PACKAGE
 
-#define ASYNC(svc, m, pipe, kind, ctx, k1, k2)                                                    \
-    {SW svc "/" m, pipe, kind, ctx, {k1, k2}, SR_MODE_ASYNC},                                      \
-    {"/" svc "/" m, pipe, kind, ctx, {k1, k2}, SR_MODE_ASYNC}
 #define SYNC(path) {path, SR_PIPE_COUNT, SR_RK_MESSAGE, NULL, {0, 0}, SR_MODE_SYNC}
 #define SYNC2(svc, m) SYNC(SW svc "/" m), SYNC("/" svc "/" m)
 #define RELAY(path) {path, SR_PIPE_COUNT, SR_RK_MESSAGE, NULL, {0, 0}, SR_MODE_RELAY}
 
-/* Old agents call the skywalking.v3 services without the package: both names
- * are listed. Methods not listed are relayed transparently. */
-const struct sr_method sr_methods[] = {
-    ASYNC("TraceSegmentReportService", "collect", SR_PIPE_SEGMENT, SR_RK_MESSAGE, NULL, 4, 5),
-    ASYNC("TraceSegmentReportService", "collectInSync", SR_PIPE_SEGMENT, SR_RK_SEGMENT_COLLECTION,
-          NULL, 4, 5),
-    ASYNC("LogReportService", "collect", SR_PIPE_LOG, SR_RK_MESSAGE, &sr_ctx_log, 0, 0),
-    ASYNC("MeterReportService", "collect", SR_PIPE_METER, SR_RK_MESSAGE, &sr_ctx_meter, 0, 0),
-    ASYNC("MeterReportService", "collectBatch", SR_PIPE_METER, SR_RK_METER_COLLECTION, NULL, 0, 0),
-    {"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs", SR_PIPE_ALS, SR_RK_MESSAGE,
-     &sr_ctx_als, {0, 0}, SR_MODE_ASYNC},
-    {"/envoy.service.accesslog.v2.AccessLogService/StreamAccessLogs", SR_PIPE_ALS, SR_RK_MESSAGE,
-     &sr_ctx_als, {0, 0}, SR_MODE_ASYNC},
-    /* JVMMetricCollection / CLRMetricCollection: service=2, serviceInstance=3 */
-    ASYNC("JVMMetricReportService", "collect", SR_PIPE_JVM, SR_RK_MESSAGE, NULL, 2, 3),
-    ASYNC("CLRMetricReportService", "collect", SR_PIPE_CLR, SR_RK_MESSAGE, NULL, 2, 3),
-    ASYNC("EventService", "collect", SR_PIPE_EVENT, SR_RK_MESSAGE, NULL, 0, 0),
-    ASYNC("SpanAttachedEventReportService", "collect", SR_PIPE_SPAN_EVENT, SR_RK_MESSAGE, NULL, 0,
-          0),
-    ASYNC("ProfileTask", "collectSnapshot", SR_PIPE_PROFILE, SR_RK_MESSAGE, NULL, 0, 0),
-    ASYNC("EBPFProfilingService", "collectProfilingData", SR_PIPE_EBPF_PROFILING, SR_RK_MESSAGE,
-          NULL, 0, 0),
-    /* EBPFAccessLogMessage: node=1 only on the first message and when it changes */
-    ASYNC("EBPFAccessLogService", "collect", SR_PIPE_EBPF_ACCESS_LOG, SR_RK_MESSAGE, &sr_ctx_als,
-          0, 0),
-    /* InstancePingPkg / InstanceProperties: service=1, serviceInstance=2 */
-    ASYNC("ManagementService", "keepAlive", SR_PIPE_KEEPALIVE, SR_RK_MESSAGE, NULL, 1, 2),
-    ASYNC("ManagementService", "reportInstanceProperties", SR_PIPE_INSTANCE_PROPERTIES,
-          SR_RK_MESSAGE, NULL, 1, 2),
-    {"/envoy.service.metrics.v3.MetricsService/StreamMetrics", SR_PIPE_ENVOY_METRICS,
-     SR_RK_MESSAGE, &sr_ctx_als, {0, 0}, SR_MODE_ASYNC},
-    {"/envoy.service.metrics.v2.MetricsService/StreamMetrics", SR_PIPE_ENVOY_METRICS,
-     SR_RK_MESSAGE, &sr_ctx_als, {0, 0}, SR_MODE_ASYNC},
-
+static const struct sr_method passthrough[] = {
     SYNC2("ConfigurationDiscoveryService", "fetchConfigurations"),
     SYNC2("ProfileTask", "getProfileTaskCommands"),
     SYNC2("ProfileTask", "reportTaskFinish"),
@@ -64,12 +38,70 @@ const struct sr_method sr_methods[] = {
     RELAY("/ProfileTask/goProfileReport"),
 };
 
-const size_t sr_methods_count = sizeof(sr_methods) / sizeof(sr_methods[0]);
+#define N_PASSTHROUGH (sizeof passthrough / sizeof passthrough[0])
+#define MAX_METHODS 160  /* rows; a pipe's method gives at most 2 */
+#define PATH_POOL 12288  /* bytes of the derived async paths */
+
+static struct sr_method table[MAX_METHODS];
+static size_t table_len;
+static char pool[PATH_POOL];
+static size_t pool_len;
+static pthread_once_t built = PTHREAD_ONCE_INIT;
+
+/* A copy of a ‖ b in the pool. The table is fixed at build time: overflowing the pool
+ * is a programming error (raise PATH_POOL), not a runtime condition. */
+static const char *pool_path(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 1;
+    char *p = pool + pool_len;
+
+    if (n > PATH_POOL - pool_len || table_len >= MAX_METHODS) {
+        fprintf(stderr, "skyrelay: method table too large (src/server/method.c)\n");
+        abort();
+    }
+    snprintf(p, n, "%s%s", a, b);
+    pool_len += n;
+    return p;
+}
+
+static void add(const char *path, enum sr_pipe_id pipe, const struct sr_pipe_method *pm)
+{
+    table[table_len++] = (struct sr_method){path, pipe, pm->kind, pm->ctx,
+                                            {pm->key_fields[0], pm->key_fields[1]}, SR_MODE_ASYNC};
+}
+
+static void build(void)
+{
+    for (int i = 0; i < SR_PIPE_COUNT; i++)
+        for (const struct sr_pipe_method *pm = sr_pipe_defs[i].methods; pm->path; pm++) {
+            if (pm->path[0] == '/') {
+                add(pm->path, (enum sr_pipe_id)i, pm);
+            } else {
+                add(pool_path(SW, pm->path), (enum sr_pipe_id)i, pm);
+                add(pool_path("/", pm->path), (enum sr_pipe_id)i, pm);
+            }
+        }
+    if (table_len + N_PASSTHROUGH > MAX_METHODS) {
+        fprintf(stderr, "skyrelay: method table too large (src/server/method.c)\n");
+        abort();
+    }
+    memcpy(table + table_len, passthrough, sizeof passthrough);
+    table_len += N_PASSTHROUGH;
+}
+
+const struct sr_method *sr_method_table(size_t *n)
+{
+    pthread_once(&built, build);
+    *n = table_len;
+    return table;
+}
 
 const struct sr_method *sr_method_find(const char *path, size_t len)
 {
-    for (size_t i = 0; i < sr_methods_count; i++)
-        if (strlen(sr_methods[i].path) == len && memcmp(sr_methods[i].path, path, len) == 0)
-            return &sr_methods[i];
+    size_t n;
+    const struct sr_method *t = sr_method_table(&n);
+
+    for (size_t i = 0; i < n; i++)
+        if (strlen(t[i].path) == len && memcmp(t[i].path, path, len) == 0) return &t[i];
     return NULL;
 }

@@ -21,6 +21,7 @@
 #include "skyrelay/auth.h"
 #include "skyrelay/context.h"
 #include "skyrelay/log.h"
+#include "skyrelay/pipes.h"
 #include "skyrelay/relay.h"
 #include "skyrelay/receiver.h"
 #include "skyrelay/schema.h"
@@ -559,7 +560,8 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
                 sr_balancer_find(sr_routing_policy_name(pc->routing.policy));
             p->key_routing = bt && bt->keyed;
         }
-        p->keyed = p->plan->group_by_key || p->key_routing;
+        /* a pipe whose events carry no identity (pipes.h `keyed`) never reads a key */
+        p->keyed = sr_pipe_def(p->id)->keyed && (p->plan->group_by_key || p->key_routing);
         if (!pc->enabled) continue;
         /* The pipe's bounds are split evenly over the worker partitions. */
         if (sr_partition_init(&p->part, (pc->queue.max_events + nw - 1) / nw,

@@ -1,7 +1,8 @@
 """Edge validation end to end: 2,000 malformed messages of every kind (random
 bytes, truncated varints, LEN overruns at top and nested levels, wrong wire
 types, nested garbage, invalid UTF-8 in strings), spread over every async
-method of src/server/method.c, each sent as its own call to the real skyrelay.
+method of the pipe rows (src/core/pipes.c), each sent as its own call to the
+real skyrelay.
 
 Each call must end INVALID_ARGUMENT, or OK only if the message is valid
 protobuf for its schema, which Python checks independently with classes that
@@ -55,14 +56,12 @@ SCHEMA = {
 
 
 def async_methods():
-    """Every async method path of src/server/method.c (both SkyWalking forms)."""
-    with open(os.path.join(ROOT, "src", "server", "method.c")) as f:
+    """Every async method path of the pipe rows in src/core/pipes.c (both SkyWalking forms)."""
+    with open(os.path.join(ROOT, "src", "core", "pipes.c")) as f:
         text = f.read()
     paths = []
-    for svc, m in re.findall(r'ASYNC\("(\w+)",\s*"(\w+)"', text):
-        paths += [SW + svc + "/" + m, "/" + svc + "/" + m]
-    paths += re.findall(r'\{"(/[^"]+)",\s*SR_PIPE_\w+,\s*SR_RK_\w+,\s*[&\w]+,\s*\{0, 0\},'
-                        r'\s*SR_MODE_ASYNC\}', text)
+    for path in re.findall(r'\bM\(\s*"([^"]+)"', text):
+        paths += [path] if path.startswith("/") else [SW + path, "/" + path]
     return paths
 
 

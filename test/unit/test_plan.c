@@ -1,4 +1,4 @@
-/* Unit tests for the upstream plans of src/server/method.c (sr_plan_for):
+/* Unit tests for the upstream plans of the pipe rows, src/core/pipes.c (sr_plan_for):
  * for every pipe and every mode of it, how a batch goes upstream (the
  * method, the unit of an upstream message, grouping by key, one call per
  * group, unary, field-1 wrapping), each row stating the OAP rule that
