@@ -136,11 +136,15 @@ FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=un
 $(BUILD)/fuzz/fuzz_wire: test/fuzz/fuzz_wire.c src/receiver/wire.c src/receiver/context.c
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
-$(BUILD)/fuzz/fuzz_config: test/fuzz/fuzz_config.c $(wildcard src/config/*.c) src/core/log.c
+# the config keys of every pipe come from the pipe table (src/core/pipes.c), which names the
+# receivers' context specs and the messages' descriptors
+$(BUILD)/fuzz/fuzz_config: test/fuzz/fuzz_config.c $(wildcard src/config/*.c) src/core/log.c \
+		src/core/pipes.c src/receiver/context.c src/receiver/wire.c $(PROTO_C) | $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
+	$(Q)clang $(FUZZ_FLAGS) -I$(BUILD)/proto -o $@ $(filter %.c,$^) $(PKG_LIBS)
 # the schema validation against the generated descriptors (+ protobuf-c's unpack as the oracle)
-$(BUILD)/fuzz/fuzz_schema: test/fuzz/fuzz_schema.c src/receiver/schema.c $(PROTO_C) | $(PROTO_H)
+$(BUILD)/fuzz/fuzz_schema: test/fuzz/fuzz_schema.c src/receiver/schema.c src/core/pipes.c \
+		src/receiver/context.c src/receiver/wire.c $(PROTO_C) | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_FLAGS) -I$(BUILD)/proto -o $@ $(filter %.c,$^) $(PKG_LIBS)
 FUZZ_CONFIG_SEED := $(BUILD)/fuzz/corpus-config-seed/shipped.yaml
