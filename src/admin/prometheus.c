@@ -208,6 +208,32 @@ static void render_pipes(struct sr_buf *o, const struct sr_runtime *rt)
         if (sr_node_present(n_)) sample(o, name, "node", n_->address, (uint64_t)(expr));           \
     }
 
+/* The per-node counters (_Atomic uint64_t fields of struct sr_node), in output order. */
+struct node_family {
+    const char *name, *help;
+    size_t off;
+};
+
+static const struct node_family node_counters[] = {
+    {"skyrelay_upstream_node_sent_events_total", "Events delivered to the node.",
+     offsetof(struct sr_node, sent_events)},
+    {"skyrelay_upstream_node_batches_total", "Upstream calls to the node that ended OK.",
+     offsetof(struct sr_node, sent_batches)},
+    {"skyrelay_upstream_node_failed_calls_total",
+     "Upstream calls to the node that did not end OK (transport or content failures, hedged "
+     "calls).",
+     offsetof(struct sr_node, failed_calls)},
+    {"skyrelay_upstream_node_stalls_total",
+     "Times the node was found stalled (a call unanswered for upstream.stall_timeout).",
+     offsetof(struct sr_node, stalls)},
+    {"skyrelay_upstream_node_hedged_events_total",
+     "Events taken back from the node because it stalled, and re-sent to other nodes.",
+     offsetof(struct sr_node, hedged_events)},
+    {"skyrelay_upstream_node_content_refused_events_total",
+     "Events in calls the node refused for their content (the node stays up).",
+     offsetof(struct sr_node, poison_events)},
+};
+
 static const char *node_state(const struct sr_node *n, int64_t now)
 {
     if (atomic_load_explicit(&n->stalled, memory_order_relaxed)) return "stalled";
@@ -248,31 +274,13 @@ static void render_nodes(struct sr_buf *o, struct sr_runtime *rt)
            "Upstream batch calls in flight on the node now (all workers and pipes).");
     NODE_SAMPLES(o, up, "skyrelay_upstream_node_outstanding_calls",
                  atomic_load_explicit(&n_->inflight, memory_order_relaxed));
-    family(o, "skyrelay_upstream_node_sent_events_total", "counter",
-           "Events delivered to the node.");
-    NODE_SAMPLES(o, up, "skyrelay_upstream_node_sent_events_total",
-                 atomic_load_explicit(&n_->sent_events, memory_order_relaxed));
-    family(o, "skyrelay_upstream_node_batches_total", "counter",
-           "Upstream calls to the node that ended OK.");
-    NODE_SAMPLES(o, up, "skyrelay_upstream_node_batches_total",
-                 atomic_load_explicit(&n_->sent_batches, memory_order_relaxed));
-    family(o, "skyrelay_upstream_node_failed_calls_total", "counter",
-           "Upstream calls to the node that did not end OK (transport or content failures, "
-           "hedged calls).");
-    NODE_SAMPLES(o, up, "skyrelay_upstream_node_failed_calls_total",
-                 atomic_load_explicit(&n_->failed_calls, memory_order_relaxed));
-    family(o, "skyrelay_upstream_node_stalls_total", "counter",
-           "Times the node was found stalled (a call unanswered for upstream.stall_timeout).");
-    NODE_SAMPLES(o, up, "skyrelay_upstream_node_stalls_total",
-                 atomic_load_explicit(&n_->stalls, memory_order_relaxed));
-    family(o, "skyrelay_upstream_node_hedged_events_total", "counter",
-           "Events taken back from the node because it stalled, and re-sent to other nodes.");
-    NODE_SAMPLES(o, up, "skyrelay_upstream_node_hedged_events_total",
-                 atomic_load_explicit(&n_->hedged_events, memory_order_relaxed));
-    family(o, "skyrelay_upstream_node_content_refused_events_total", "counter",
-           "Events in calls the node refused for their content (the node stays up).");
-    NODE_SAMPLES(o, up, "skyrelay_upstream_node_content_refused_events_total",
-                 atomic_load_explicit(&n_->poison_events, memory_order_relaxed));
+    for (size_t f = 0; f < sizeof(node_counters) / sizeof(node_counters[0]); f++) {
+        const struct node_family *nf = &node_counters[f];
+        family(o, nf->name, "counter", nf->help);
+        NODE_SAMPLES(o, up, nf->name,
+                     atomic_load_explicit((const _Atomic uint64_t *)((const char *)n_ + nf->off),
+                                          memory_order_relaxed));
+    }
     family(o, "skyrelay_upstream_node_latency_ewma_seconds", "gauge",
            "Peak-sensitive moving average of the node's batch call latency (least_loaded "
            "routing).");
