@@ -24,6 +24,9 @@ struct sr_ucall {
     bool send_done, recv_done;
     bool send_failed; /* a write failed: not every message reached the node */
     bool hedged;      /* cancelled by us: the node stalled, its units went elsewhere */
+    bool settled;     /* its status arrived and its outcome was applied; the memory waits
+                       * for a send still pending (gRPC may hold it after the status) */
+    bool counted;     /* counted in inflight / node_calls / live_ucalls */
     grpc_byte_buffer *sbuf;
     grpc_byte_buffer *rbuf;
     grpc_metadata_array init_md, trail_md;

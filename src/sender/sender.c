@@ -187,8 +187,19 @@ static bool send_next(struct sr_ucall *uc, bool first)
     return true;
 }
 
+/* The call no longer counts as in flight (node load, per-node cap, drain). */
+static void detach_ucall(struct sr_worker *w, struct sr_ucall *uc)
+{
+    if (!uc->counted) return;
+    uc->counted = false;
+    atomic_fetch_sub_explicit(&uc->node->inflight, 1, memory_order_relaxed);
+    if (uc->pipe->node_calls[uc->node->index]) uc->pipe->node_calls[uc->node->index]--;
+    w->live_ucalls--;
+}
+
 static void free_ucall(struct sr_worker *w, struct sr_ucall *uc)
 {
+    detach_ucall(w, uc);
     if (uc->call) {
         if (uc->prev)
             uc->prev->next = uc->next;
@@ -196,9 +207,6 @@ static void free_ucall(struct sr_worker *w, struct sr_ucall *uc)
             w->ucalls = uc->next;
         if (uc->next) uc->next->prev = uc->prev;
         grpc_call_unref(uc->call);
-        atomic_fetch_sub_explicit(&uc->node->inflight, 1, memory_order_relaxed);
-        if (uc->pipe->node_calls[uc->node->index]) uc->pipe->node_calls[uc->node->index]--;
-        w->live_ucalls--;
     }
     if (uc->sbuf) grpc_byte_buffer_destroy(uc->sbuf);
     if (uc->rbuf) grpc_byte_buffer_destroy(uc->rbuf);
@@ -297,6 +305,7 @@ static void start_call(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batc
     }
     atomic_fetch_add_explicit(&node->inflight, 1, memory_order_relaxed);
     p->node_calls[node->index]++;
+    uc->counted = true;
     uc->next = w->ucalls;
     uc->prev = NULL;
     if (uc->next) uc->next->prev = uc;
@@ -469,9 +478,21 @@ static void ucall_maybe_done(struct sr_worker *w, struct sr_ucall *uc)
     bool stopping = atomic_load_explicit(&w->rt->force_stop, memory_order_relaxed);
     int64_t now_us;
 
-    if (!uc->send_done || !uc->recv_done) return;
-    /* OK before every message was written: the node did not get them all */
-    if (status == GRPC_STATUS_OK && uc->send_failed) status = GRPC_STATUS_UNAVAILABLE;
+    if (!uc->recv_done) return;
+    if (uc->settled) { /* outcome applied earlier; now its last send completed */
+        if (uc->send_done) free_ucall(w, uc);
+        return;
+    }
+    /* The status decides, even while a send is still pending: gRPC can hold a
+     * send after the call ended (seen with its transparent retries after the
+     * node closed the connection), and a batch must never wait on that. */
+    uc->settled = true;
+    /* OK before every message was written: the node did not get them all. (An
+     * OK that arrives while the last send, the one carrying the half-close, is
+     * still to be reported is fine: the node answered after reading it.) */
+    if (status == GRPC_STATUS_OK &&
+        (uc->send_failed || (!uc->send_done && uc->next_msg + 1 < uc->n_msgs)))
+        status = GRPC_STATUS_UNAVAILABLE;
     cls = sr_status_class(status);
     now_us = sr_now_us();
     sr_latency_observe(&w->ctr.upstream_latency[p->id], (uint64_t)(now_us - uc->start_us));
@@ -530,7 +551,12 @@ static void ucall_maybe_done(struct sr_worker *w, struct sr_ucall *uc)
         break;
     }
     b->calls_pending--;
-    free_ucall(w, uc);
+    if (uc->send_done) {
+        free_ucall(w, uc);
+    } else {
+        detach_ucall(w, uc);
+        grpc_call_cancel(uc->call, NULL); /* the pending send: freed when it completes */
+    }
     p->dirty = true; /* a slot or a node's capacity may be free, a retry may be due */
     if (p->cap_wait) {
         /* units waiting for a node's capacity may go now */
@@ -553,7 +579,8 @@ static void on_send(struct sr_worker *w, struct sr_tag *t, bool ok)
     grpc_byte_buffer_destroy(uc->sbuf);
     uc->sbuf = NULL;
     if (!ok) uc->send_failed = true;
-    if (ok && ++uc->next_msg < uc->n_msgs) {
+    /* settled: its batch may be gone already; send nothing more */
+    if (ok && !uc->settled && ++uc->next_msg < uc->n_msgs) {
         if (send_next(uc, false)) return;
         uc->send_failed = true;
     }

@@ -29,8 +29,8 @@ uint32_t sr_backoff_ms(uint32_t initial_ms, uint32_t max_ms, uint32_t k)
 static grpc_channel *new_channel(const struct sr_upstream *up, const char *address)
 {
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_arg args[2];
-    grpc_channel_args chargs = {.num_args = 2, .args = args};
+    grpc_arg args[3];
+    grpc_channel_args chargs = {.num_args = 3, .args = args};
     grpc_channel *ch;
 
     args[0].type = GRPC_ARG_INTEGER;
@@ -39,6 +39,12 @@ static grpc_channel *new_channel(const struct sr_upstream *up, const char *addre
     args[1].type = GRPC_ARG_INTEGER;
     args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
     args[1].value.integer = -1;
+    /* skyrelay retries batches itself, on another node; gRPC's transparent
+     * retries could hold a call's send past its status (a batch stuck behind a
+     * node that closed its connection) */
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = (char *)GRPC_ARG_ENABLE_RETRIES;
+    args[2].value.integer = 0;
     ch = grpc_channel_create(address, creds, &chargs);
     grpc_channel_credentials_release(creds);
     /* connect now: the first batch's latency should not include the handshake */
