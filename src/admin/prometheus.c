@@ -234,11 +234,14 @@ static const struct node_family node_counters[] = {
      offsetof(struct sr_node, poison_events)},
 };
 
+/* The state that decides whether the node gets batches now: stalled or ejected
+ * while its backoff runs; up once it may be picked again (a stalled node then
+ * gets a probe batch, and its first answer clears the stall). */
 static const char *node_state(const struct sr_node *n, int64_t now)
 {
+    if (sr_node_is_up(n, now)) return "up";
     if (atomic_load_explicit(&n->stalled, memory_order_relaxed)) return "stalled";
-    if (!sr_node_is_up(n, now)) return "ejected";
-    return "up";
+    return "ejected";
 }
 
 static void render_nodes(struct sr_buf *o, struct sr_runtime *rt)
@@ -251,9 +254,9 @@ static void render_nodes(struct sr_buf *o, struct sr_runtime *rt)
            "1 unless the node is ejected (failure backoff, or stalled) right now.");
     NODE_SAMPLES(o, up, "skyrelay_upstream_node_up", sr_node_is_up(n_, now) ? 1 : 0);
     family(o, "skyrelay_upstream_node_state", "gauge",
-           "1 for the node's current state: up, stalled (a call went unanswered for "
-           "upstream.stall_timeout; no new batches until it answers again) or ejected (failure "
-           "backoff).");
+           "1 for the node's current state: up (gets batches), stalled (a call went unanswered "
+           "for upstream.stall_timeout: no batches during its backoff, then a probe batch) or "
+           "ejected (failure backoff).");
     for (size_t i = 0; i < up->n_nodes; i++) {
         const struct sr_node *n = &up->nodes[i];
         const char *st;

@@ -173,9 +173,17 @@ int64_t sr_sender_check_stalls(struct sr_worker *w, int64_t now_ms)
         if (atomic_load_explicit(&n->stalled, memory_order_acquire) &&
             uc->start_ms <= atomic_load_explicit(&n->stalled_at_ms, memory_order_relaxed))
             continue; /* known; hedged below */
-        /* newly stalled, or stalled again after the backoff let a probe through */
-        atomic_store_explicit(&n->stalled_at_ms, now_ms, memory_order_relaxed);
-        atomic_store_explicit(&n->stalled, 1, memory_order_release);
+        /* newly stalled, or stalled again after the backoff let probes through.
+         * Every worker and pipe may have sent a probe when the backoff ended:
+         * the first one found unanswered counts the stall (and lengthens the
+         * backoff); the others of the same round are only re-sent elsewhere. */
+        {
+            bool was = atomic_load_explicit(&n->stalled, memory_order_acquire);
+            int64_t at = atomic_load_explicit(&n->stalled_at_ms, memory_order_relaxed);
+            atomic_store_explicit(&n->stalled_at_ms, now_ms, memory_order_relaxed);
+            atomic_store_explicit(&n->stalled, 1, memory_order_release);
+            if (was && now_ms - at < (int64_t)stall) continue;
+        }
         atomic_fetch_add_explicit(&n->stalls, 1, memory_order_relaxed);
         sr_node_report(&w->rt->up, n, false, now_ms, &w->rng);
         SR_LOG_RL(SR_LOG_WARN, "sender",
