@@ -105,6 +105,17 @@ static inline const char *varint_error(size_t avail)
     return avail >= 10 ? "varint longer than 10 bytes" : "truncated varint";
 }
 
+/* Reads a length prefix at *pos and checks that many bytes follow before
+ * `end`; advances *pos past the prefix. NULL, or why it is broken. */
+static inline const char *read_len(const uint8_t *b, size_t *pos, size_t end, uint64_t *v)
+{
+    size_t k = varint(b + *pos, end - *pos, v);
+    if (!k) return varint_error(end - *pos);
+    *pos += k;
+    if (*v > end - *pos) return "length beyond the end of the enclosing message";
+    return NULL;
+}
+
 /* Whether p[0..n) is all ASCII: the bytes OR-ed 16 at a time, the tail read as
  * one overlapping word, so a short or long string costs no per-byte loop. */
 static inline int all_ascii(const uint8_t *p, size_t n)
@@ -296,15 +307,7 @@ int sr_schema_check(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_
             case PROTOBUF_C_TYPE_BYTES:
             case PROTOBUF_C_TYPE_MESSAGE:
                 if (wt != WT_LEN) goto wrong_type;
-                if (!(k = varint(b + pos, end - pos, &v))) {
-                    reason = varint_error(end - pos);
-                    goto fail;
-                }
-                pos += k;
-                if (v > end - pos) {
-                    reason = "length beyond the end of the enclosing message";
-                    goto fail;
-                }
+                if ((reason = read_len(b, &pos, end, &v))) goto fail;
                 if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
                     if (top + 1 >= SR_SCHEMA_MAX_DEPTH) {
                         reason = "nested deeper than the limit (64)";
@@ -328,15 +331,7 @@ int sr_schema_check(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_
                 if (wt == want) break; /* skipped below like an unknown scalar */
                 if (wt != WT_LEN || fd->label != PROTOBUF_C_LABEL_REPEATED) goto wrong_type;
                 /* a packed repeated scalar */
-                if (!(k = varint(b + pos, end - pos, &v))) {
-                    reason = varint_error(end - pos);
-                    goto fail;
-                }
-                pos += k;
-                if (v > end - pos) {
-                    reason = "length beyond the end of the enclosing message";
-                    goto fail;
-                }
+                if ((reason = read_len(b, &pos, end, &v))) goto fail;
                 if ((reason = packed_check(b + pos, (size_t)v, want))) goto fail;
                 pos += (size_t)v;
                 continue;
@@ -365,15 +360,7 @@ int sr_schema_check(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_
             pos += k;
             break;
         case WT_LEN: /* unknown: bytes */
-            if (!(k = varint(b + pos, end - pos, &v))) {
-                reason = varint_error(end - pos);
-                goto fail;
-            }
-            pos += k;
-            if (v > end - pos) {
-                reason = "length beyond the end of the enclosing message";
-                goto fail;
-            }
+            if ((reason = read_len(b, &pos, end, &v))) goto fail;
             pos += (size_t)v;
             break;
         case WT_SGROUP: /* unknown only: a known field of wire type 3 is wrong_type */

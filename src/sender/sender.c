@@ -596,6 +596,17 @@ static void on_recv(struct sr_worker *w, struct sr_tag *t, bool ok)
     ucall_maybe_done(w, uc);
 }
 
+/* The earliest of `wake` and the time b needs the sender again: its first
+ * pending unit's not_before, or a retry of the grouping after 100 ms. */
+static int64_t batch_wake(const struct sr_batch *b, int64_t now_ms, int64_t wake)
+{
+    if (b->n_units == 0 && now_ms + 100 < wake) wake = now_ms + 100;
+    for (uint32_t k = 0; k < b->n_units; k++)
+        if (b->units[k].state == SR_UNIT_PENDING && b->units[k].not_before_ms < wake)
+            wake = b->units[k].not_before_ms;
+    return wake;
+}
+
 int64_t sr_sender_service(struct sr_worker *w, struct sr_pipe_rt *p, int64_t now_ms)
 {
     const struct sr_sender_config *sc = &p->cfg->sender;
@@ -612,10 +623,7 @@ int64_t sr_sender_service(struct sr_worker *w, struct sr_pipe_rt *p, int64_t now
                 due_now = true;
         if (due_now) attempt(w, p, b);
         if (!b->used) continue;
-        if (b->n_units == 0 && now_ms + 100 < wake) wake = now_ms + 100;
-        for (uint32_t k = 0; k < b->n_units; k++)
-            if (b->units[k].state == SR_UNIT_PENDING && b->units[k].not_before_ms < wake)
-                wake = b->units[k].not_before_ms;
+        wake = batch_wake(b, now_ms, wake);
     }
     while ((n = sr_partition_ready(&p->part, sc->max_batch_events, sc->max_batch_bytes,
                                    sc->linger_ms, flush, now_ms, &due)) > 0) {
@@ -627,10 +635,7 @@ int64_t sr_sender_service(struct sr_worker *w, struct sr_pipe_rt *p, int64_t now
         }
         attempt(w, p, b);
         if (!b->used) continue;
-        if (b->n_units == 0 && now_ms + 100 < wake) wake = now_ms + 100;
-        for (uint32_t k = 0; k < b->n_units; k++)
-            if (b->units[k].state == SR_UNIT_PENDING && b->units[k].not_before_ms < wake)
-                wake = b->units[k].not_before_ms;
+        wake = batch_wake(b, now_ms, wake);
     }
     return due < wake ? due : wake;
 }
