@@ -302,6 +302,19 @@ static int run(const struct sr_config *cfg)
     }
     rt.server = grpc_server_create(&chargs, NULL);
 
+    if (cfg->queue.disk.dir && cfg->queue.disk.dir[0]) {
+        const char *why = NULL;
+        if (sr_disk_shared_open(&rt.disk, cfg->queue.disk.dir, cfg->queue.disk.max_bytes,
+                                cfg->queue.disk.min_free, cfg->queue.disk.segment_size,
+                                cfg->queue.disk.sync, &why) != 0) {
+            SR_ERROR("main", "%s", why);
+            goto out_server;
+        }
+        for (int i = 0; i < SR_PIPE_COUNT; i++)
+            if (sr_disk_adopt_orphans(&rt.disk, sr_pipe_name((enum sr_pipe_id)i), rt.n_workers) != 0)
+                SR_WARN("main", "disk queue of pipe %s: segments of a run with more workers could "
+                        "not be moved; they stay where they are", sr_pipe_name((enum sr_pipe_id)i));
+    }
     rt.workers = calloc(rt.n_workers, sizeof(*rt.workers));
     if (!rt.workers) goto out_server;
     for (uint32_t i = 0; i < rt.n_workers; i++)
@@ -387,6 +400,7 @@ out_workers:
     free(rt.workers);
 out_server:
     if (rt.server) grpc_server_destroy(rt.server);
+    sr_disk_shared_close(&rt.disk);
     sr_upstream_deinit(&rt.up);
 out_grpc:
     sr_conn_limit_shutdown(); /* after grpc_server_destroy; a no-op if never started */

@@ -45,6 +45,7 @@ struct sr_queue_config {
     uint32_t max_events;  /* whole pipe; split evenly over the worker partitions */
     uint64_t max_bytes;   /* whole pipe; split evenly over the worker partitions */
     uint32_t full_wait_ms; /* how long a receiver waits for room before RESOURCE_EXHAUSTED */
+    bool persistent;       /* with queue.disk.dir set: events are kept on disk until acknowledged */
 };
 
 struct sr_sender_config {
@@ -145,6 +146,14 @@ struct sr_config {
         uint64_t total_max_bytes; /* all pipes, split over the workers; 0 = auto (a fraction of
                                    * the cgroup memory limit, else 512 MiB) */
         char *dead_letter_dir;    /* poison events are written here; NULL = not kept */
+        struct {
+            char *dir;             /* NULL or "" = memory only (src/queue/disklog.c) */
+            uint64_t max_bytes;    /* all segment files together; then backpressure */
+            uint64_t min_free;     /* refuse when the filesystem has less free than this */
+            uint64_t segment_size; /* a segment file is closed at this size */
+            int sync;              /* enum sr_disk_sync (include/skyrelay/disklog.h) */
+            uint32_t sync_interval_ms;
+        } disk;
     } queue;
 
     struct {

@@ -104,7 +104,39 @@ enum sr_drop_reason {
     X(split_batches, SUM, SR_STATS(15, "split_batches"),                                           \
       SR_PROM("skyrelay_sender_split_batches_total", "counter",                                    \
               "Times a refused batch (or part of one) was split in halves to isolate a poison "    \
-              "event."))
+              "event."))                                                                           \
+    X(disk_events, QUEUE, SR_STATS(16, "on_disk"),                                                 \
+      SR_PROM("skyrelay_queue_disk_events", "gauge",                                               \
+              "Events in the pipe's disk queue not yet acknowledged upstream (in memory too, or "  \
+              "on disk only)."))                                                                   \
+    X(disk_bytes, QUEUE, SR_NO_STATS,                                                              \
+      SR_PROM("skyrelay_queue_disk_bytes", "gauge",                                                \
+              "Bytes of the pipe's disk queue segment files."))                                    \
+    X(disk_oldest_age_s, QUEUE, SR_NO_STATS,                                                       \
+      SR_PROM("skyrelay_queue_disk_oldest_event_age_seconds", "gauge",                             \
+              "Age of the oldest unacknowledged event in the pipe's disk queue (the first event "  \
+              "of the oldest segment that still holds one); 0 when empty."))                      \
+    X(disk_replayed, QUEUE, SR_STATS(17, "replayed"),                                              \
+      SR_PROM("skyrelay_queue_disk_replayed_events_total", "counter",                              \
+              "Events found in the disk queue at start and sent again (at-least-once: some may "   \
+              "have been delivered just before the stop)."))                                       \
+    X(disk_recovered, QUEUE, SR_NO_STATS,                                                          \
+      SR_PROM("skyrelay_queue_disk_recovered_events_total", "counter",                             \
+              "Events found in the disk queue at start, to be replayed."))                         \
+    X(disk_corrupt, QUEUE, SR_NO_STATS,                                                            \
+      SR_PROM("skyrelay_queue_disk_corrupt_records_total", "counter",                              \
+              "Damaged records found in the disk queue at start (torn tail or bad checksum): "     \
+              "skipped, never sent."))                                                             \
+    X(disk_refused, QUEUE, SR_STATS(18, "disk_full"),                                              \
+      SR_PROM("skyrelay_queue_disk_full_refusals_total", "counter",                                \
+              "Events the disk queue refused because queue.disk.max_bytes or queue.disk.min_free " \
+              "was reached (the call then waits, as with a full memory queue)."))                  \
+    X(disk_write_errors, QUEUE, SR_NO_STATS,                                                       \
+      SR_PROM("skyrelay_queue_disk_write_errors_total", "counter",                                 \
+              "Failed writes or syncs of the disk queue."))                                        \
+    X(disk_syncs, QUEUE, SR_NO_STATS,                                                              \
+      SR_PROM("skyrelay_queue_disk_syncs_total", "counter",                                        \
+              "fdatasync calls of the disk queue (queue.disk.sync)."))
 
 /* The column helpers of SR_PIPE_COUNTERS, as initializers of struct
  * sr_pipe_metric (below). */

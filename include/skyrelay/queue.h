@@ -57,6 +57,10 @@ uint64_t sr_queue_budget_total(const struct sr_config *cfg, const char **source)
 
 /* Event flags */
 #define SR_EV_FRAGMENT 0x1 /* body is already a sequence of field-1 records (MeterDataCollection) */
+#define SR_EV_KEEP 0x80    /* released without being delivered or dropped for good (shutdown):
+                            * its disk record stays, to be replayed at the next start */
+
+struct sr_disklog;
 
 struct sr_event {
     grpc_slice prefix; /* context fields to prepend; may be empty (owned ref) */
@@ -66,6 +70,7 @@ struct sr_event {
     uint32_t bytes; /* prefix + body */
     uint32_t items; /* telemetry items in the event (segments, log records, meter data, ALS messages) */
     uint8_t flags;
+    uint64_t seq;   /* its record in the partition's disk log (when it has one) */
 };
 
 enum sr_unit_state { SR_UNIT_PENDING = 0, SR_UNIT_SENDING, SR_UNIT_DONE, SR_UNIT_DROPPED };
@@ -114,6 +119,7 @@ struct sr_partition {
     struct sr_batch *batches; /* max_inflight slots, any order */
     uint32_t n_slots;
     uint32_t slots_used;
+    struct sr_disklog *disk;  /* queue.disk: every event is also in this log; NULL = memory only */
 };
 
 /* Initializes p for max_events / max_bytes and max_inflight batches; budget
@@ -130,9 +136,20 @@ void sr_partition_deinit(struct sr_partition *p);
 bool sr_partition_has_room(const struct sr_partition *p, uint32_t bytes);
 
 /* Appends an event; TAKES prefix and body on success. Returns 0, or -1 when
- * there is no room (nothing taken). */
+ * there is no room (nothing taken).
+ * With a disk log, the event is first appended to it; it goes into memory
+ * too while memory has room and no older event waits on disk, else it stays
+ * on disk only (sr_partition_refill brings it in later). No room then means
+ * the disk budget is reached (or a write failed). */
 int sr_partition_push(struct sr_partition *p, grpc_slice prefix, grpc_slice body, uint64_t key,
                       uint32_t items, uint8_t flags, int64_t now_ms);
+
+/* Moves events waiting in the disk log into memory, in order, while memory
+ * has room. Returns how many moved. */
+uint32_t sr_partition_refill(struct sr_partition *p);
+
+/* Events held in memory or waiting on disk. */
+bool sr_partition_empty(const struct sr_partition *p);
 
 static inline uint32_t sr_partition_unbatched(const struct sr_partition *p)
 {
@@ -157,7 +174,8 @@ uint32_t sr_partition_ready(const struct sr_partition *p, uint32_t max_events, u
  * sr_partition_ready returned count > 0. */
 struct sr_batch *sr_partition_cut(struct sr_partition *p, uint32_t count, int64_t now_ms);
 
-/* Releases b's events (delivered or given up) and frees its slot.
+/* Releases b's events (delivered or given up) and frees its slot; their disk
+ * records are acknowledged, except those flagged SR_EV_KEEP.
  * Returns the number of events released (room made). */
 uint32_t sr_partition_complete(struct sr_partition *p, struct sr_batch *b);
 

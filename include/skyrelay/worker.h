@@ -19,6 +19,7 @@
 
 #include "skyrelay/clock.h"
 #include "skyrelay/config.h"
+#include "skyrelay/disklog.h"
 #include "skyrelay/method.h"
 #include "skyrelay/metrics.h"
 #include "skyrelay/queue.h"
@@ -52,6 +53,7 @@ struct sr_pipe_rt {
     grpc_slice method; /* upstream method path, static slice */
     const char *token; /* upstream.authentication, NULL = none */
     struct sr_partition part;
+    struct sr_disklog disk; /* queue.disk: the partition's log (part.disk points here when on) */
     struct sr_balancer *balancer;
     struct sr_dcall *wait_head, *wait_tail; /* calls paused on the full partition, FIFO */
     bool keyed;      /* events need their key: grouped plan or keyed routing */
@@ -86,6 +88,7 @@ struct sr_worker {
     struct sr_cpu_sample cpu_state;    /* previous CPU reading, for the CPU gauge */
     _Atomic int idle;
     int64_t stall_check_ms;  /* next look for stalled upstream calls */
+    int64_t disk_tick_ms;    /* next disk queue housekeeping (flush, sync, truncate) */
     uint64_t dead_letters;   /* files written to queue.dead_letter_dir */
 };
 
@@ -99,6 +102,7 @@ struct sr_runtime {
     _Atomic int force_stop; /* the grace period ended: give up what is left, counted */
     struct sr_tag shutdown_tag;
     _Atomic int server_shutdown_done;
+    struct sr_disk_shared disk; /* queue.disk.dir; disk.dir NULL = memory only */
 };
 
 

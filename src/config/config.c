@@ -31,6 +31,7 @@
 
 #include "internal.h"
 #include "skyrelay/config.h"
+#include "skyrelay/disklog.h"
 #include "skyrelay/log.h"
 #include "skyrelay/pipes.h"
 
@@ -54,6 +55,7 @@ static const struct sr_queue_config default_queue = {
     .max_events = 20000,
     .max_bytes = 64 * MIB,
     .full_wait_ms = 5 * SEC,
+    .persistent = true,
 };
 
 static const struct sr_sender_config default_sender = {
@@ -130,6 +132,11 @@ void sr_config_defaults(struct sr_config *cfg)
     cfg->telemetry.export_prometheus = true;
     cfg->telemetry.service = default_telemetry_service;
     cfg->telemetry.interval_ms = 10 * SEC;
+    cfg->queue.disk.max_bytes = 1 * GIB;
+    cfg->queue.disk.min_free = 64 * MIB;
+    cfg->queue.disk.segment_size = 16 * MIB;
+    cfg->queue.disk.sync = SR_DISK_SYNC_INTERVAL;
+    cfg->queue.disk.sync_interval_ms = 1 * SEC;
     cfg->shutdown.grace_period_ms = 20 * SEC;
     cfg->shutdown.stream_grace_ms = 5 * SEC;
 }
@@ -151,6 +158,7 @@ void sr_config_deinit(struct sr_config *cfg)
     free(cfg->telemetry.instance);
     free(cfg->upstream.authentication);
     free(cfg->queue.dead_letter_dir);
+    free(cfg->queue.disk.dir);
     free(cfg->upstream.kubernetes.namespaces);
     free(cfg->upstream.kubernetes.label_selector);
     free(cfg->upstream.kubernetes.field_selector);
@@ -174,6 +182,9 @@ struct scratch {
 
 static const char *const finders[] = {"static", "dns", "kubernetes", NULL};
 static const char *const k8s_kinds[] = {"pod", "endpoints", NULL};
+static const char *const disk_syncs[] = {[SR_DISK_SYNC_NONE] = "none",
+                                          [SR_DISK_SYNC_INTERVAL] = "interval",
+                                          [SR_DISK_SYNC_ALWAYS] = "always", NULL};
 static const char *const validate_depths[] = {[SR_VALIDATE_DEEP] = "deep",
                                                [SR_VALIDATE_TOP] = "top", NULL};
 
@@ -183,7 +194,8 @@ static const char *const validate_depths[] = {[SR_VALIDATE_DEEP] = "deep",
 #define QUEUE_KEYS(prefix, off, q)                                                                \
     {prefix "queue.max_events", K_U32, off(q.max_events), 1, 100000000, NULL},                    \
     {prefix "queue.max_bytes", K_SIZE, off(q.max_bytes), 1, 64 * GIB, NULL},                      \
-    {prefix "queue.full_wait", K_DURATION, off(q.full_wait_ms), 0, 10 * MIN, NULL}
+    {prefix "queue.full_wait", K_DURATION, off(q.full_wait_ms), 0, 10 * MIN, NULL},               \
+    {prefix "queue.persistent", K_BOOL, off(q.persistent), 0, 0, NULL}
 
 /* The keys a pipe inherits: under pipes.<name>. and pipe_defaults. (p: a struct sr_pipe_config) */
 #define PIPE_SETTINGS(prefix, off, p)                                                             \
@@ -251,6 +263,12 @@ static const struct sr_config_key head[] = {
     QUEUE_KEYS("", OFF, queue),
     {"queue.total_max_bytes", K_SIZE, OFF(cfg.queue.total_max_bytes), 0, 1024 * GIB, NULL},
     {"queue.dead_letter_dir", K_STRING, OFF(cfg.queue.dead_letter_dir), 0, 0, NULL},
+    {"queue.disk.dir", K_STRING, OFF(cfg.queue.disk.dir), 0, 0, NULL},
+    {"queue.disk.max_bytes", K_SIZE, OFF(cfg.queue.disk.max_bytes), 1 * MIB, 64 * 1024 * GIB, NULL},
+    {"queue.disk.min_free", K_SIZE, OFF(cfg.queue.disk.min_free), 0, 64 * 1024 * GIB, NULL},
+    {"queue.disk.segment_size", K_SIZE, OFF(cfg.queue.disk.segment_size), 64 * KIB, 1 * GIB, NULL},
+    {"queue.disk.sync", K_ENUM, OFF(cfg.queue.disk.sync), 0, 0, disk_syncs},
+    {"queue.disk.sync_interval", K_DURATION, OFF(cfg.queue.disk.sync_interval_ms), 10, HOUR, NULL},
 
     PIPE_SETTINGS("pipe_defaults.", OFF, pd),
 };

@@ -13,6 +13,12 @@ int64_t sr_now_us(void)
     return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
+int64_t sr_wall_ms(void)
+{
+    gpr_timespec t = gpr_now(GPR_CLOCK_REALTIME);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 gpr_timespec sr_ms_to_deadline(int64_t ms)
 {
     gpr_timespec t;

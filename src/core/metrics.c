@@ -49,6 +49,7 @@ void sr_pipe_totals_add(struct sr_pipe_totals *t, const struct sr_pipe_counters 
 
 void sr_pipe_snapshot(const struct sr_runtime *rt, enum sr_pipe_id id, struct sr_pipe_totals *out)
 {
+    int64_t now = sr_wall_ms();
     memset(out, 0, sizeof(*out));
     for (uint32_t i = 0; i < rt->n_workers; i++) {
         const struct sr_worker *w = &rt->workers[i];
@@ -63,6 +64,20 @@ void sr_pipe_snapshot(const struct sr_runtime *rt, enum sr_pipe_id id, struct sr
         /* set once by sr_partition_init, before the workers start */
         out->cap_events += part->max_events;
         out->cap_bytes += part->max_bytes;
+        if (part->disk) { /* set before the workers start too */
+            const struct sr_disklog *d = part->disk;
+            int64_t oldest = atomic_load_explicit(&d->st_oldest_ms, memory_order_relaxed);
+            uint64_t age = oldest > 0 && now > oldest ? (uint64_t)(now - oldest) / 1000 : 0;
+            out->disk_events += atomic_load_explicit(&d->st_events, memory_order_relaxed);
+            out->disk_bytes += atomic_load_explicit(&d->st_bytes, memory_order_relaxed);
+            if (age > out->disk_oldest_age_s) out->disk_oldest_age_s = age;
+            out->disk_replayed += atomic_load_explicit(&d->st_replayed, memory_order_relaxed);
+            out->disk_recovered += atomic_load_explicit(&d->st_recovered, memory_order_relaxed);
+            out->disk_corrupt += atomic_load_explicit(&d->st_corrupt, memory_order_relaxed);
+            out->disk_refused += atomic_load_explicit(&d->st_refused, memory_order_relaxed);
+            out->disk_write_errors += atomic_load_explicit(&d->st_write_errors, memory_order_relaxed);
+            out->disk_syncs += atomic_load_explicit(&d->st_syncs, memory_order_relaxed);
+        }
     }
 }
 

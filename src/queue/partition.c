@@ -2,6 +2,8 @@
  * order. See include/skyrelay/queue.h. */
 #include "skyrelay/queue.h"
 
+#include "skyrelay/disklog.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -75,28 +77,69 @@ bool sr_partition_has_room(const struct sr_partition *p, uint32_t bytes)
     return true;
 }
 
-int sr_partition_push(struct sr_partition *p, grpc_slice prefix, grpc_slice body, uint64_t key,
-                      uint32_t items, uint8_t flags, int64_t now_ms)
+static void ring_push(struct sr_partition *p, grpc_slice prefix, grpc_slice body, uint64_t key,
+                      uint32_t items, uint8_t flags, int64_t arrival_ms, uint64_t seq)
 {
     uint32_t bytes = (uint32_t)(GRPC_SLICE_LENGTH(prefix) + GRPC_SLICE_LENGTH(body));
-    struct sr_event *e;
-
-    if (!sr_partition_has_room(p, bytes)) return -1;
-    e = sr_partition_at(p, p->tail);
+    struct sr_event *e = sr_partition_at(p, p->tail);
     e->prefix = prefix;
     e->body = body;
     e->key = key;
-    e->arrival_ms = now_ms;
+    e->arrival_ms = arrival_ms;
     e->bytes = bytes;
     e->items = items;
     e->flags = flags;
+    e->seq = seq;
     p->tail++;
     p->queued_bytes += bytes;
     p->held_events++;
     p->held_bytes += bytes;
     if (p->budget) sr_budget_charge(p->budget, bytes);
     publish_depth(p);
+}
+
+int sr_partition_push(struct sr_partition *p, grpc_slice prefix, grpc_slice body, uint64_t key,
+                      uint32_t items, uint8_t flags, int64_t now_ms)
+{
+    uint32_t bytes = (uint32_t)(GRPC_SLICE_LENGTH(prefix) + GRPC_SLICE_LENGTH(body));
+    int64_t seq = 0;
+
+    if (p->disk) {
+        /* in order: while older events wait on disk, a new one waits behind them */
+        bool spill = sr_disklog_backlog(p->disk) || !sr_partition_has_room(p, bytes);
+        seq = sr_disklog_append(p->disk, prefix, body, key, items, flags, now_ms, spill, now_ms);
+        if (seq < 0) return -1;
+        if (spill) {
+            grpc_slice_unref(prefix);
+            grpc_slice_unref(body);
+            return 0;
+        }
+    } else if (!sr_partition_has_room(p, bytes)) {
+        return -1;
+    }
+    ring_push(p, prefix, body, key, items, flags, now_ms, (uint64_t)seq);
     return 0;
+}
+
+uint32_t sr_partition_refill(struct sr_partition *p)
+{
+    uint32_t n = 0, bytes;
+    while (p->disk && sr_disklog_peek(p->disk, &bytes) == 1 && sr_partition_has_room(p, bytes)) {
+        grpc_slice prefix, body;
+        uint64_t key, seq;
+        uint32_t items;
+        uint8_t flags;
+        int64_t arrival_ms;
+        sr_disklog_take(p->disk, &prefix, &body, &key, &items, &flags, &arrival_ms, &seq);
+        ring_push(p, prefix, body, key, items, flags, arrival_ms, seq);
+        n++;
+    }
+    return n;
+}
+
+bool sr_partition_empty(const struct sr_partition *p)
+{
+    return p->held_events == 0 && !(p->disk && sr_disklog_backlog(p->disk));
 }
 
 uint32_t sr_partition_ready(const struct sr_partition *p, uint32_t max_events, uint64_t max_bytes,
@@ -171,7 +214,10 @@ uint32_t sr_partition_complete(struct sr_partition *p, struct sr_batch *b)
     uint32_t released = b->count;
 
     if (!b->used) return 0;
-    for (uint32_t i = 0; i < b->count; i++) release_event(&b->ev[i]);
+    for (uint32_t i = 0; i < b->count; i++) {
+        if (p->disk && !(b->ev[i].flags & SR_EV_KEEP)) sr_disklog_ack(p->disk, b->ev[i].seq);
+        release_event(&b->ev[i]);
+    }
     p->held_events -= b->count;
     p->held_bytes -= b->bytes;
     if (p->budget) sr_budget_release(p->budget, b->bytes);

@@ -75,6 +75,11 @@ void sr_sender_drop_unit(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_ba
                          struct sr_unit *u, enum sr_drop_reason reason, int status)
 {
     u->state = SR_UNIT_DROPPED;
+    if (reason == SR_DROP_SHUTDOWN && p->part.disk) {
+        /* not lost: its disk records stay, the next start replays them */
+        for (uint32_t i = 0; i < u->n; i++) b->ev[b->order[u->off + i]].flags |= SR_EV_KEEP;
+        return;
+    }
     SR_CNT_ADD(w->ctr.pipe[p->id].dropped_events[reason], u->n);
     if (reason == SR_DROP_POISON) {
         const struct sr_event *e = ev_of(b, u, 0);

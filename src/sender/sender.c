@@ -529,7 +529,8 @@ static void ucall_maybe_done(struct sr_worker *w, struct sr_ucall *uc)
             struct sr_unit *u = &b->units[uc->ul[k]];
             if (stopping)
                 sr_sender_drop_unit(w, p, b, u, SR_DROP_SHUTDOWN, status);
-            else if (w->now_ms - b->first_attempt_ms >= (int64_t)w->rt->cfg->upstream.retry_max_ms)
+            else if (!p->part.disk && /* with a disk queue, a batch waits for OAP */
+                     w->now_ms - b->first_attempt_ms >= (int64_t)w->rt->cfg->upstream.retry_max_ms)
                 sr_sender_drop_unit(w, p, b, u, SR_DROP_RETRY_EXHAUSTED, status);
         }
         break;
@@ -625,6 +626,7 @@ int64_t sr_sender_service(struct sr_worker *w, struct sr_pipe_rt *p, int64_t now
         if (!b->used) continue;
         wake = batch_wake(b, now_ms, wake);
     }
+    sr_partition_refill(&p->part); /* events waiting on disk, while memory has room */
     while ((n = sr_partition_ready(&p->part, sc->max_batch_events, sc->max_batch_bytes,
                                    sc->linger_ms, flush, now_ms, &due)) > 0) {
         struct sr_batch *b = sr_partition_cut(&p->part, n, now_ms);
@@ -648,7 +650,10 @@ void sr_sender_abandon(struct sr_worker *w, struct sr_pipe_rt *p, enum sr_drop_r
         struct sr_batch *b = &p->part.batches[i];
         if (!b->used) continue;
         if (b->n_units == 0 && b->calls_pending == 0) {
-            SR_CNT_ADD(w->ctr.pipe[p->id].dropped_events[reason], b->count);
+            if (reason == SR_DROP_SHUTDOWN && p->part.disk) /* kept on disk for the next start */
+                for (uint32_t k = 0; k < b->count; k++) b->ev[k].flags |= SR_EV_KEEP;
+            else
+                SR_CNT_ADD(w->ctr.pipe[p->id].dropped_events[reason], b->count);
             if (sr_partition_complete(&p->part, b)) p->room = true;
             continue;
         }

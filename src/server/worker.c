@@ -292,6 +292,13 @@ static void on_recv(struct sr_worker *w, struct sr_tag *t, bool ok)
         return;
     }
     if (!bb) { /* half-close: every message of the stream is in the queue */
+        struct sr_pipe_rt *p = dc->rx.pipe;
+        /* ... and, with a disk queue, written to it before the agent hears OK */
+        if (p->part.disk && sr_disklog_commit(p->part.disk) != 0) {
+            SR_CNT_ADD(w->ctr.pipe[p->id].refused_calls, 1);
+            finish(dc, GRPC_STATUS_UNAVAILABLE, "skyrelay: disk queue write failed");
+            return;
+        }
         finish(dc, GRPC_STATUS_OK, NULL);
         return;
     }
@@ -402,8 +409,23 @@ static int64_t self_meter(struct sr_worker *w)
 static bool partitions_empty(struct sr_worker *w)
 {
     for (int i = 0; i < SR_PIPE_COUNT; i++)
-        if (w->pipes[i].part.held_events) return false;
+        if (!sr_partition_empty(&w->pipes[i].part)) return false;
     return true;
+}
+
+/* Disk queue housekeeping: write what is buffered, sync under sync: interval,
+ * truncate logs whose records are all acknowledged. Returns when to run again. */
+static int64_t disk_tick(struct sr_worker *w)
+{
+    const struct sr_config *cfg = w->rt->cfg;
+    uint32_t every = cfg->queue.disk.sync == SR_DISK_SYNC_INTERVAL ? cfg->queue.disk.sync_interval_ms
+                                                                  : 1000;
+    if (!w->rt->disk.dir) return INT64_MAX;
+    if (w->now_ms < w->disk_tick_ms) return w->disk_tick_ms;
+    for (int i = 0; i < SR_PIPE_COUNT; i++)
+        if (w->pipes[i].part.disk) sr_disklog_tick(w->pipes[i].part.disk, w->now_ms);
+    w->disk_tick_ms = w->now_ms + every;
+    return w->disk_tick_ms;
 }
 
 static void *worker_main(void *arg)
@@ -437,6 +459,8 @@ static void *worker_main(void *arg)
             if (t < w->stall_check_ms) w->stall_check_ms = t;
         }
         if (w->stall_check_ms < wake) wake = w->stall_check_ms;
+        t = disk_tick(w);
+        if (t < wake) wake = t;
         draining = atomic_load_explicit(&w->rt->draining, memory_order_relaxed);
         if (!draining) {
             t = self_meter(w);
@@ -481,7 +505,10 @@ static void *worker_main(void *arg)
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
         struct sr_partition *part = &w->pipes[i].part;
         uint64_t left = part->held_events;
-        if (left) {
+        if (left && part->disk) {
+            SR_INFO("worker", "worker %u pipe %s: %llu undelivered events kept in the disk queue "
+                    "for the next start", w->id, sr_pipe_name(i), (unsigned long long)left);
+        } else if (left) {
             SR_CNT_ADD(w->ctr.pipe[i].dropped_events[SR_DROP_SHUTDOWN], left);
             SR_ERROR("worker", "worker %u pipe %s: %llu events undelivered at shutdown", w->id,
                      sr_pipe_name(i), (unsigned long long)left);
@@ -568,6 +595,15 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
                               (pc->queue.max_bytes + nw - 1) / nw, pc->sender.max_inflight,
                               &w->budget) != 0)
             return -1;
+        if (rt->disk.dir && pc->queue.persistent) {
+            const char *why = NULL;
+            if (sr_disklog_open(&p->disk, &rt->disk, sr_pipe_name(p->id), id, &why) != 0) {
+                SR_ERROR("worker", "disk queue of pipe %s: %s", sr_pipe_name(p->id), why);
+                return -1;
+            }
+            p->part.disk = &p->disk;
+            p->dirty = sr_disklog_backlog(&p->disk); /* recovered events: send them */
+        }
         p->node_calls = calloc(SR_MAX_NODES, sizeof(*p->node_calls));
         if (!p->node_calls) return -1;
         p->balancer = new_balancer(rt, pc);
@@ -585,7 +621,9 @@ void sr_worker_deinit(struct sr_worker *w)
 {
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
         struct sr_pipe_rt *p = &w->pipes[i];
-        sr_partition_deinit(&p->part);
+        struct sr_disklog *disk = p->part.disk;
+        sr_partition_deinit(&p->part); /* what it held stays on disk, unacknowledged */
+        if (disk) sr_disklog_close(disk);
         free(p->node_calls);
         p->node_calls = NULL;
         if (p->balancer) p->balancer->type->destroy(p->balancer);

@@ -282,10 +282,13 @@ static const char *const all_settings[] = {
     "upstream.backoff_initial", "upstream.backoff_max", "upstream.retry_max",
     "upstream.sync_timeout", "upstream.stall_timeout", "upstream.max_inflight_per_node",
     "upstream.authentication", "upstream.max_receive_message_size",
-    "queue.total_max_bytes", "queue.dead_letter_dir",
+    "queue.total_max_bytes", "queue.dead_letter_dir", "queue.disk.dir", "queue.disk.max_bytes",
+    "queue.disk.min_free", "queue.disk.segment_size", "queue.disk.sync",
+    "queue.disk.sync_interval",
 #define PIPE(name)                                                                                \
     "pipes." name ".enabled", "pipes." name ".queue.max_events", "pipes." name ".queue.max_bytes", \
-        "pipes." name ".queue.full_wait", "pipes." name ".sender.max_batch_events",               \
+        "pipes." name ".queue.full_wait", "pipes." name ".queue.persistent",                      \
+        "pipes." name ".sender.max_batch_events",               \
         "pipes." name ".sender.max_batch_bytes", "pipes." name ".sender.linger",                  \
         "pipes." name ".sender.max_inflight", "pipes." name ".routing.policy",                    \
         "pipes." name ".routing.lru_size", "pipes." name ".routing.lru_ttl",                  \
@@ -302,7 +305,8 @@ static const char *const all_settings[] = {
 /* The keys that only supply defaults of every pipe: not settings of their own.
  * pipe_defaults.queue stands for its three keys (the top-level queue documents them). */
 static const char *const default_only_keys[] = {
-    "queue.max_events", "queue.max_bytes", "queue.full_wait", "pipe_defaults.queue",
+    "queue.max_events", "queue.max_bytes", "queue.full_wait", "queue.persistent",
+    "pipe_defaults.queue",
     "pipe_defaults.sender.max_batch_events", "pipe_defaults.sender.max_batch_bytes",
     "pipe_defaults.sender.linger", "pipe_defaults.sender.max_inflight",
     "pipe_defaults.routing.policy", "pipe_defaults.routing.lru_size",

@@ -397,6 +397,8 @@ static uint64_t list_value(const char *field, int worker)
 
 static uint64_t list_total(int m)
 {
+    if (strcmp(sr_pipe_metrics[m].field, "disk_oldest_age_s") == 0) /* the max, worker 0's */
+        return (uint64_t)(m + 1) * 1000;
     return (uint64_t)(m + 1) * 1001;
 }
 
@@ -418,6 +420,21 @@ static void fill_from_list(struct fixture *f, enum sr_pipe_id p)
         atomic_store(&part->depth_bytes, list_value("depth_bytes", w));
         part->max_events = (uint32_t)list_value("cap_events", w);
         part->max_bytes = list_value("cap_bytes", w);
+        {
+            struct sr_disklog *d = &f->rt.workers[w].pipes[p].disk;
+            part->disk = d;
+            atomic_store(&d->st_events, list_value("disk_events", w));
+            atomic_store(&d->st_bytes, list_value("disk_bytes", w));
+            atomic_store(&d->st_replayed, list_value("disk_replayed", w));
+            atomic_store(&d->st_recovered, list_value("disk_recovered", w));
+            atomic_store(&d->st_corrupt, list_value("disk_corrupt", w));
+            atomic_store(&d->st_refused, list_value("disk_refused", w));
+            atomic_store(&d->st_write_errors, list_value("disk_write_errors", w));
+            atomic_store(&d->st_syncs, list_value("disk_syncs", w));
+            /* an age: the oldest over the workers, not a sum (half a second of slack) */
+            atomic_store(&d->st_oldest_ms,
+                         sr_wall_ms() - (int64_t)list_value("disk_oldest_age_s", w) * 1000 - 500);
+        }
         for (int r = 0; r < SR_DROP_COUNT; r++)
             SR_CNT_ADD(c->dropped_events[r], (uint64_t)(r + 1) * (w == 0 ? 100000 : 1));
     }
@@ -567,6 +584,7 @@ static void stats_line_fields_keep_their_keys_and_order(void **state)
              "rejected=%llu refused_calls=%llu invalid_calls=%llu broken_calls=%llu "
              "paused=%llu upstream_failed=%llu retried_events=%llu hedged_events=%llu "
              "content_failed_calls=%llu split_batches=%llu "
+             "on_disk=%llu replayed=%llu disk_full=%llu "
              "dropped_retry_exhausted=%llu dropped_upstream_rejected=%llu dropped_shutdown=%llu "
              "dropped_poison=%llu",
              (unsigned long long)t.recv_events, (unsigned long long)t.sent_events,
@@ -576,7 +594,8 @@ static void stats_line_fields_keep_their_keys_and_order(void **state)
              (unsigned long long)t.broken_calls, (unsigned long long)t.paused,
              (unsigned long long)t.upstream_failed, (unsigned long long)t.retried_events,
              (unsigned long long)t.hedged_events, (unsigned long long)t.content_failed_calls,
-             (unsigned long long)t.split_batches,
+             (unsigned long long)t.split_batches, (unsigned long long)t.disk_events,
+             (unsigned long long)t.disk_replayed, (unsigned long long)t.disk_refused,
              (unsigned long long)t.dropped[SR_DROP_RETRY_EXHAUSTED],
              (unsigned long long)t.dropped[SR_DROP_UPSTREAM_REJECTED],
              (unsigned long long)t.dropped[SR_DROP_SHUTDOWN],
