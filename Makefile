@@ -7,7 +7,7 @@
 
 CC      ?= gcc
 BUILD   := build
-PKGS    := grpc gpr libprotobuf-c libuv yaml-0.1 libcurl json-c zlib
+PKGS    := grpc gpr libprotobuf-c libuv yaml-0.1 libcurl json-c libisal
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # pkg-config is evaluated lazily (and once) so that `make run` / `make test` on a

@@ -8,7 +8,7 @@
 #   prometheus (promtool), nodejs + npm (the real Node.js agent test).
 set -e
 REQUIRED="gcc make pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
-libuv1-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev libjson-c-dev zlib1g-dev openssl \
+libuv1-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev libjson-c-dev libisal-dev openssl \
 python3 python3-grpcio python3-protobuf protobuf-compiler python3-yaml procps"
 OPTIONAL="prometheus"
 # a NodeSource nodejs conflicts with Debian's npm: only when no node is installed

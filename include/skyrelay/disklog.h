@@ -56,7 +56,7 @@ struct sr_disk_shared {
     int lock_fd;
     uint64_t max_bytes;      /* queue.disk.max_bytes: all segment files together */
     uint64_t min_free;       /* queue.disk.min_free: refuse when the filesystem has less free */
-    uint64_t segment_bytes;  /* a segment is closed at this size */
+    uint64_t segment_bytes;  /* a segment is closed at this size (at most max_bytes / 16) */
     int sync;                /* enum sr_disk_sync */
     _Atomic uint64_t used;   /* bytes in all segment files */
 };
@@ -179,7 +179,7 @@ int sr_disklog_commit(struct sr_disklog *d);
  * acknowledged. */
 void sr_disklog_tick(struct sr_disklog *d, int64_t now_ms);
 
-/* CRC-32 (zlib's) of n bytes; exposed for tests. */
+/* CRC-32 (the gzip/zlib polynomial; ISA-L) of n bytes; exposed for tests. */
 uint32_t sr_disk_crc(const void *p, size_t n);
 
 #endif
