@@ -64,6 +64,48 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- add (int .Values.lifecycle.preStopSleepSeconds) (int .Values.shutdown.gracePeriodSeconds) (int .Values.shutdown.terminationMarginSeconds) -}}
 {{- end -}}
 
+{{/* Deployment, or StatefulSet with persistence.type pvc (a claim per pod). */}}
+{{- define "skyrelay.workloadKind" -}}
+{{- if and .Values.persistence.enabled (eq .Values.persistence.type "pvc") -}}
+StatefulSet
+{{- else -}}
+Deployment
+{{- end -}}
+{{- end -}}
+
+{{/* The headless Service: asked for, or governing the StatefulSet. */}}
+{{- define "skyrelay.headlessService" -}}
+{{- if or .Values.service.headless (eq (include "skyrelay.workloadKind" .) "StatefulSet") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+SKYRELAY_QUEUE_DISK_MAX_BYTES: persistence.diskMaxBytes, or 90% of persistence.size in MiB (the
+rest is headroom for the file system and the segment being written: an emptyDir over its
+sizeLimit gets the pod evicted, a full claim fails writes). Empty when neither is set (skyrelay's
+default, 1GiB).
+*/}}
+{{- define "skyrelay.diskMaxBytes" -}}
+{{- $p := .Values.persistence -}}
+{{- if $p.diskMaxBytes -}}
+{{- $p.diskMaxBytes -}}
+{{- else if $p.size -}}
+{{- $s := toString $p.size -}}
+{{- $n := regexFind "^[0-9]+" $s -}}
+{{- $unit := trimPrefix $n $s -}}
+{{- $mult := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "K" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- if or (not $n) (not (hasKey $mult $unit)) -}}
+{{- fail (printf "persistence.size %q: write it as an integer with Ki, Mi, Gi, Ti, K, M, G or T (e.g. 2Gi), or set persistence.diskMaxBytes" $s) -}}
+{{- end -}}
+{{- $mib := div (mul (int64 $n) (get $mult $unit) 9) (mul 10 1048576) -}}
+{{- if lt (int64 $mib) 1 -}}
+{{- fail (printf "persistence.size %q is too small for a disk queue (90%% of it is under 1MiB)" $s) -}}
+{{- end -}}
+{{- printf "%dMiB" (int64 $mib) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Fail early on values skyrelay would reject at start. */}}
 {{- define "skyrelay.validate" -}}
 {{- if not (has .Values.upstream.finder (list "static" "dns" "kubernetes")) -}}
@@ -74,6 +116,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- if not (has .Values.upstream.kubernetes.kind (list "pod" "endpoints")) -}}
 {{- fail (printf "upstream.kubernetes.kind must be pod or endpoints (got %q)" .Values.upstream.kubernetes.kind) -}}
+{{- end -}}
+{{- with .Values.persistence -}}
+{{- if .enabled -}}
+{{- if not (has .type (list "emptyDir" "pvc")) -}}
+{{- fail (printf "persistence.type must be emptyDir or pvc (got %q)" .type) -}}
+{{- end -}}
+{{- if not (has .sync (list "none" "interval" "always")) -}}
+{{- fail (printf "persistence.sync must be none, interval or always (got %q)" .sync) -}}
+{{- end -}}
+{{- if not (hasPrefix "/" (toString .mountPath)) -}}
+{{- fail (printf "persistence.mountPath must be an absolute path (got %q)" .mountPath) -}}
+{{- end -}}
+{{- if and (eq .type "pvc") (not .size) -}}
+{{- fail "persistence.size is required with persistence.type=pvc (the claim's storage request)" -}}
+{{- end -}}
+{{- if and (eq .type "pvc") (not .accessModes) -}}
+{{- fail "persistence.accessModes is required with persistence.type=pvc (ReadWriteOnce)" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.autoscaling.enabled (eq .Values.autoscaling.metric "external") (not (contains "metrics_service" .Values.telemetry.exportType)) -}}
 {{- fail "autoscaling.metric=external needs telemetry.exportType to contain metrics_service (the self meters OAP turns into satellite_service_grpc_connect_count)" -}}
