@@ -350,6 +350,24 @@ static int run(const struct sr_config *cfg)
                 (unsigned long long)(total >> 20), src, rt.cfg->upstream.stall_timeout_ms,
                 rt.cfg->upstream.stall_timeout_ms ? "" : " (stall detection off)");
     }
+    if (rt.disk.dir) {
+        static const char *const syncs[] = {"none", "interval", "always"};
+        uint64_t events = 0, bad = 0;
+        uint32_t logs = 0;
+        for (uint32_t i = 0; i < rt.n_workers; i++)
+            for (int p = 0; p < SR_PIPE_COUNT; p++) {
+                const struct sr_disklog *d = rt.workers[i].pipes[p].part.disk;
+                if (!d) continue;
+                logs++;
+                events += atomic_load(&d->st_recovered);
+                bad += atomic_load(&d->st_corrupt);
+            }
+        SR_INFO("main", "disk queue %s: %u logs, %llu events recovered to replay, %llu damaged "
+                "records skipped; budget %llu MiB, sync %s", rt.disk.dir, logs,
+                (unsigned long long)events, (unsigned long long)bad,
+                (unsigned long long)(rt.disk.max_bytes >> 20),
+                syncs[rt.cfg->queue.disk.sync % 3]);
+    }
 
     uv_loop_init(&loop);
     uv_signal_init(&loop, &sig_term);

@@ -362,6 +362,37 @@ static void budget_refuses_then_frees_with_acknowledgements(void **state)
     assert_true(append(f, n, 10000, false) >= 0);
 }
 
+static void free_space_floor_refuses(void **state)
+{
+    struct fx *f = *state;
+    const char *why;
+    sr_disklog_close(&f->d);
+    sr_disk_shared_close(&f->sh);
+    /* a floor above any real filesystem's free space */
+    assert_int_equal(sr_disk_shared_open(&f->sh, f->dir, BIG, 1ULL << 60, MIB, SR_DISK_SYNC_NONE,
+                                         &why),
+                     0);
+    assert_int_equal(sr_disklog_open(&f->d, &f->sh, "segment", 0, &why), 0);
+    assert_int_equal(append(f, 0, 100, false), -ENOSPC);
+    assert_int_equal(atomic_load(&f->d.st_refused), 1);
+    assert_int_equal(atomic_load(&f->sh.used), 0);
+}
+
+static void sync_always_syncs_on_commit_only_when_written(void **state)
+{
+    struct fx *f = *state;
+    const char *why;
+    sr_disklog_close(&f->d);
+    sr_disk_shared_close(&f->sh);
+    assert_int_equal(sr_disk_shared_open(&f->sh, f->dir, BIG, 0, MIB, SR_DISK_SYNC_ALWAYS, &why), 0);
+    assert_int_equal(sr_disklog_open(&f->d, &f->sh, "segment", 0, &why), 0);
+    append(f, 0, 100, false);
+    assert_int_equal(sr_disklog_commit(&f->d), 0);
+    assert_int_equal(atomic_load(&f->d.st_syncs), 1);
+    assert_int_equal(sr_disklog_commit(&f->d), 0); /* nothing new: no second fdatasync */
+    assert_int_equal(atomic_load(&f->d.st_syncs), 1);
+}
+
 static void segments_of_a_run_with_more_workers_are_adopted_in_order(void **state)
 {
     struct fx *f = *state;
@@ -469,6 +500,8 @@ int main(void)
         T(damaged_length_is_not_trusted),
         T(a_second_process_cannot_take_the_directory),
         T(budget_refuses_then_frees_with_acknowledgements),
+        T(free_space_floor_refuses),
+        T(sync_always_syncs_on_commit_only_when_written),
         T(segments_of_a_run_with_more_workers_are_adopted_in_order),
         T(partition_spills_when_full_and_refills_in_order),
         T(events_released_with_keep_stay_on_disk),
