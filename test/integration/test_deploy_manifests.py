@@ -582,7 +582,7 @@ class Dockerfile(unittest.TestCase):
     def test_runtime_stage(self):
         got = self.installed(self.run)
         self.assertTrue({"libgrpc29", "libprotobuf-c1", "libuv1", "libyaml-0-2", "libcurl4",
-                         "libjson-c5", "ca-certificates"} <= got, got)
+                         "libjson-c5", "libisal2", "ca-certificates"} <= got, got)
         self.assertFalse({p for p in got if p.endswith("-dev")}, "no -dev package at run time")
         self.assertRegex(self.run, r"(?m)^USER 10001")
         self.assertRegex(self.run, r"(?m)^EXPOSE 11800 1234$")
