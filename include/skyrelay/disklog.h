@@ -17,9 +17,11 @@
  * and read back in order when its turn comes (sr_disklog_peek/take). An event
  * is acknowledged (sr_disklog_ack) once the batch that carried it ended
  * delivered or dropped for good; a segment whose records are all acknowledged
- * is deleted (the active one is truncated). What is never acknowledged (the
- * process died, or stopped with OAP unreachable) is replayed at the next
- * start: at-least-once, the replayed events are counted.
+ * is deleted (the one being written is replaced by a new file). The log also
+ * keeps the point below which every record is acknowledged and writes it to
+ * <dir>/<pipe>/<worker>/ACK once a tick. What is not acknowledged (the process
+ * died, or stopped with OAP unreachable) is replayed at the next start from
+ * that point: at-least-once, the replayed events are counted.
  *
  * Records (little endian, 48-byte header, then payload = prefix bytes + body):
  *   u32 magic "SRQ1" | u32 header crc (of header bytes 8..47) | u32 payload crc |
@@ -49,6 +51,9 @@ enum sr_disk_sync {
 };
 
 #define SR_DISK_RECORD_HEADER 48u
+#define SR_DISK_ACK_WINDOW 65536u /* acknowledgements tracked past the mark (8 KiB per log);
+                                   * one further out holds the mark back: more replayed after
+                                   * a crash, never fewer */
 
 /* Process-wide: the directory, its lock and the byte budget of all logs. */
 struct sr_disk_shared {
@@ -65,6 +70,8 @@ struct sr_disk_shared {
 struct sr_dseg {
     uint64_t id;
     uint64_t first_seq; /* sequence number of its first record */
+    uint64_t first_idx; /* index in the file of that record (records before it were
+                         * acknowledged in an earlier run) */
     uint64_t n;         /* records in it */
     uint64_t acked;     /* of those, acknowledged */
     uint64_t size;      /* bytes (written + still buffered) */
@@ -92,6 +99,13 @@ struct sr_disklog {
     bool unsynced;             /* written since the last fdatasync */
     bool write_failed;         /* the last write failed: refuse until one succeeds */
     uint64_t next_seq;         /* of the next appended record */
+    uint64_t next_id;          /* of the next segment file: ids are never reused */
+    /* the acknowledgement mark (<dir>/ACK, written by the tick): every record below low_seq
+     * is acknowledged, so a restart replays from there, not from the segment's start */
+    int ackfd;
+    uint64_t low_seq;
+    uint64_t *ackbits;         /* acknowledged records in [low_seq, + SR_DISK_ACK_WINDOW) */
+    uint64_t ack_saved;        /* low_seq + 1 when the mark was last written; 0 = never */
     uint64_t recovered_end;    /* records below this were found at start */
     /* read cursor: the first record not yet handed to memory */
     uint64_t read_seq, read_id, read_off;
@@ -175,8 +189,8 @@ void sr_disklog_ack(struct sr_disklog *d, uint64_t seq);
 int sr_disklog_commit(struct sr_disklog *d);
 
 /* Periodic (the worker's housekeeping): writes what is buffered, fdatasyncs
- * under sync: interval, truncates the last segment when all its records are
- * acknowledged. */
+ * under sync: interval, replaces the last segment by an empty one when all its
+ * records are acknowledged, and writes the acknowledgement mark. */
 void sr_disklog_tick(struct sr_disklog *d, int64_t now_ms);
 
 /* CRC-32 (the gzip/zlib polynomial; ISA-L) of n bytes; exposed for tests. */

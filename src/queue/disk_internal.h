@@ -44,8 +44,18 @@ void sr_dfile_path(const char *dir, uint64_t id, char *out, size_t n);
 int64_t sr_dfile_list(const char *dir, uint64_t **ids);
 
 /* Counts the valid records of a segment file of `size` bytes left by an
- * earlier run. *first_ms gets the first one's arrival; *bad the damaged
- * records skipped (a torn tail counts as one). */
-uint64_t sr_dfile_scan(const char *path, uint64_t size, int64_t *first_ms, uint64_t *bad);
+ * earlier run. *bad gets the damaged records skipped (a torn tail counts as
+ * one); *start_off the offset of valid record number `skip` (acknowledged
+ * before: not replayed), the end of the data when there are not that many;
+ * *first_ms that record's arrival. */
+uint64_t sr_dfile_scan(const char *path, uint64_t size, uint64_t skip, int64_t *first_ms,
+                       uint64_t *bad, uint64_t *start_off);
+
+/* The acknowledgement mark (<log dir>/ACK): every record before record `idx`
+ * of segment `id`, and every record of a segment with a smaller id, was
+ * acknowledged. read: 0, or -1 when absent or damaged. write: 0 or a negative
+ * errno. */
+int sr_dfile_read_ack(int fd, uint64_t *id, uint64_t *idx);
+int sr_dfile_write_ack(int fd, uint64_t id, uint64_t idx);
 
 #endif

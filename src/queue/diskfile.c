@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,6 +279,50 @@ int64_t sr_dfile_list(const char *dir, uint64_t **ids)
     return (int64_t)n;
 }
 
+/* ---- the acknowledgement mark: <log dir>/ACK ----
+ * 24 bytes: u32 "SRA1", u32 crc of bytes 8..23, u64 segment id, u64 index of the first
+ * record of that segment not acknowledged. Every record before it, in that segment and in
+ * every segment with a smaller id, was acknowledged. Segment ids are never reused, so a
+ * mark written before a crash can only be behind (more replayed), never ahead. */
+#define ACK_MAGIC 0x31415253u /* "SRA1" */
+
+int sr_dfile_read_ack(int fd, uint64_t *id, uint64_t *idx)
+{
+    uint8_t b[24];
+    uint32_t v;
+    if (pread(fd, b, sizeof b, 0) != (ssize_t)sizeof b) return -1;
+    memcpy(&v, b, 4);
+    if (le32toh(v) != ACK_MAGIC) return -1;
+    memcpy(&v, b + 4, 4);
+    if (le32toh(v) != sr_disk_crc(b + 8, 16)) return -1;
+    *id = get64(b + 8);
+    *idx = get64(b + 16);
+    return 0;
+}
+
+int sr_dfile_write_ack(int fd, uint64_t id, uint64_t idx)
+{
+    uint8_t b[24];
+    put32(b, ACK_MAGIC);
+    put64(b + 8, id);
+    put64(b + 16, idx);
+    put32(b + 4, sr_disk_crc(b + 8, 16));
+    return pwrite(fd, b, sizeof b, 0) == (ssize_t)sizeof b ? 0 : -errno;
+}
+
+/* The mark of the log in dir: 0 and (id, idx), or -1 when it has none (or a damaged one). */
+static int ack_of_dir(const char *dir, uint64_t *id, uint64_t *idx)
+{
+    char *path = sr_dfile_join(dir, "ACK");
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1, r = -1;
+    free(path);
+    if (fd >= 0) {
+        r = sr_dfile_read_ack(fd, id, idx);
+        close(fd);
+    }
+    return r;
+}
+
 int sr_disk_adopt_orphans(struct sr_disk_shared *sh, const char *pipe, uint32_t n_workers)
 {
     char *pdir = sr_dfile_join(sh->dir, pipe);
@@ -294,8 +339,9 @@ int sr_disk_adopt_orphans(struct sr_disk_shared *sh, const char *pipe, uint32_t 
     while ((e = readdir(d)) != NULL && r == 0) {
         char *end, from[PATH_LEN], to[PATH_LEN], src[PATH_LEN + 32], dst[PATH_LEN + 32];
         unsigned long idx = strtoul(e->d_name, &end, 10);
-        uint64_t *have = NULL, *mine = NULL, next = 1;
+        uint64_t *have = NULL, *mine = NULL, next = 1, ack_id = 0, ack_idx = 0;
         int64_t nh, nm;
+        bool have_ack;
 
         if (end == e->d_name || *end || idx < n_workers) continue;
         snprintf(from, sizeof from, "%s/%s", pdir, e->d_name);
@@ -310,12 +356,23 @@ int sr_disk_adopt_orphans(struct sr_disk_shared *sh, const char *pipe, uint32_t 
             break;
         }
         if (nh > 0) next = have[nh - 1] + 1;
+        /* never an id the destination's mark names: it would skip records of the moved ones */
+        if (ack_of_dir(to, &ack_id, &ack_idx) == 0 && ack_id >= next) next = ack_id + 1;
+        have_ack = ack_of_dir(from, &ack_id, &ack_idx) == 0;
         for (int64_t i = 0; i < nm && r == 0; i++) {
             sr_dfile_path(from, mine[i], src, sizeof src);
+            if (have_ack && mine[i] < ack_id) { /* every record acknowledged */
+                unlink(src);
+                continue;
+            }
+            /* the one the mark points into is moved whole: replayed from its start */
             sr_dfile_path(to, next++, dst, sizeof dst);
             if (rename(src, dst) != 0) r = -errno;
         }
         if (r == 0) {
+            char *ack = sr_dfile_join(from, "ACK");
+            if (ack) unlink(ack);
+            free(ack);
             SR_INFO("queue", "disk queue: %lld segment files of %s/%s (a run with more workers) "
                     "moved to worker %lu", (long long)nm, pipe, e->d_name, idx % n_workers);
             rmdir(from);
@@ -330,7 +387,8 @@ int sr_disk_adopt_orphans(struct sr_disk_shared *sh, const char *pipe, uint32_t 
 
 /* Counts the valid records of a segment left by an earlier run. Returns the
  * count; *first_ms gets the first one's arrival; *bad the records skipped. */
-uint64_t sr_dfile_scan(const char *path, uint64_t size, int64_t *first_ms, uint64_t *bad)
+uint64_t sr_dfile_scan(const char *path, uint64_t size, uint64_t skip, int64_t *first_ms,
+                       uint64_t *bad, uint64_t *start_off)
 {
     uint64_t n = 0, need, pos = 0;
     struct sr_disk_rec r;
@@ -339,6 +397,7 @@ uint64_t sr_dfile_scan(const char *path, uint64_t size, int64_t *first_ms, uint6
 
     *first_ms = 0;
     *bad = 0;
+    *start_off = 0;
     if (size == 0 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) return 0;
     m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
@@ -346,7 +405,11 @@ uint64_t sr_dfile_scan(const char *path, uint64_t size, int64_t *first_ms, uint6
     while (pos < size) {
         int64_t k = sr_dfile_parse(m + pos, size - pos, &r, &need);
         if (k > 0) {
-            if (n++ == 0) *first_ms = r.arrival_ms;
+            if (n == skip) {
+                *first_ms = r.arrival_ms;
+                *start_off = pos;
+            }
+            n++;
             pos += (uint64_t)k;
         } else if (k == -2) {
             (*bad)++; /* a good header, a damaged payload: skip it whole */
@@ -359,7 +422,7 @@ uint64_t sr_dfile_scan(const char *path, uint64_t size, int64_t *first_ms, uint6
             pos += sr_dfile_resync(m + pos, size - pos);
         }
     }
+    if (n <= skip) *start_off = pos;
     munmap(m, size);
     return n;
 }
-

@@ -8,7 +8,10 @@
  * not one per event. Acknowledgements come in any order (batches complete in
  * any order), so each segment counts its acknowledged records and is deleted
  * when the count reaches its records; the last segment, which is being
- * written, is truncated instead. Sequence numbers are contiguous over the
+ * written, is replaced by a new file instead. A bitmap past the
+ * acknowledgement mark (low_seq) lets the mark move over out-of-order
+ * acknowledgements; the tick writes it to ACK, so a restart after a crash
+ * replays from the first unacknowledged record, not from the segment's start. Sequence numbers are contiguous over the
  * segments, so the segment of an event is found by its number alone. */
 #include "skyrelay/disklog.h"
 
@@ -28,8 +31,9 @@
 
 #define WBUF_CAP (64u * 1024)  /* allocated on first use: most partitions of most pipes stay idle */
 #define RBUF_CAP (128u * 1024)
-#define TRUNCATE_MIN (256u * 1024)    /* the last segment is truncated from this size when all
-                                       * its records are acknowledged (else by the tick) */
+#define TRUNCATE_MIN (256u * 1024)    /* the last segment is replaced by an empty one from this
+                                       * size when all its records are acknowledged (else by the
+                                       * tick) */
 #define FREE_CHECK_MS 1000
 #define FREE_CHECK_BYTES (8u << 20)
 
@@ -74,7 +78,7 @@ static void publish(struct sr_disklog *d)
 static int open_new_segment(struct sr_disklog *d)
 {
     char path[PATH_LEN];
-    uint64_t id = d->n_segs ? last_seg(d)->id + 1 : 1;
+    uint64_t id = d->next_id;
     int fd;
 
     sr_dfile_path(d->dir, id, path, sizeof path);
@@ -85,6 +89,7 @@ static int open_new_segment(struct sr_disklog *d)
         unlink(path);
         return -ENOMEM;
     }
+    d->next_id++;
     d->wfd = fd;
     d->flushed = 0;
     return 0;
@@ -95,12 +100,13 @@ int sr_disklog_open(struct sr_disklog *d, struct sr_disk_shared *sh, const char 
 {
     static __thread char msg[PATH_LEN + 128];
     char sub[64];
-    uint64_t *ids = NULL, recovered = 0, bad = 0, bytes = 0;
+    uint64_t *ids = NULL, recovered = 0, bad = 0, bytes = 0, ack_id = 0, ack_idx = 0, start_off = 0;
+    bool have_ack;
     int64_t n;
     int r;
 
     memset(d, 0, sizeof(*d));
-    d->wfd = d->rfd = -1;
+    d->wfd = d->rfd = d->ackfd = -1;
     d->sh = sh;
     d->wall_off = sr_wall_ms() - sr_now_ms();
     snprintf(sub, sizeof sub, "%s/%u", pipe, worker);
@@ -111,31 +117,50 @@ int sr_disklog_open(struct sr_disklog *d, struct sr_disk_shared *sh, const char 
     }
     d->name = d->dir + strlen(sh->dir) + 1;
     if ((r = sr_dfile_mkdir(d->dir)) != 0) goto fail;
+    {
+        char *ack = sr_dfile_join(d->dir, "ACK");
+        d->ackfd = ack ? open(ack, O_RDWR | O_CREAT | O_CLOEXEC, 0640) : -1;
+        free(ack);
+        if (d->ackfd < 0) {
+            r = ack ? -errno : -ENOMEM;
+            goto fail;
+        }
+        have_ack = sr_dfile_read_ack(d->ackfd, &ack_id, &ack_idx) == 0;
+    }
     if ((n = sr_dfile_list(d->dir, &ids)) < 0) {
         r = (int)n;
         goto fail;
     }
+    d->next_id = 1;
+    if (n > 0) d->next_id = ids[n - 1] + 1;
+    if (have_ack && ack_id >= d->next_id) d->next_id = ack_id + 1;
     for (int64_t i = 0; i < n; i++) {
         char path[PATH_LEN];
         struct stat st;
         int64_t first_ms;
-        uint64_t k, b;
+        uint64_t k, b, skip = have_ack && ids[i] == ack_id ? ack_idx : 0, off;
 
         sr_dfile_path(d->dir, ids[i], path, sizeof path);
         if (stat(path, &st) != 0) continue;
-        k = sr_dfile_scan(path, (uint64_t)st.st_size, &first_ms, &b);
-        bad += b;
-        if (k == 0) { /* nothing to replay in it */
+        if (have_ack && ids[i] < ack_id) { /* acknowledged before the stop */
             unlink(path);
             continue;
         }
+        k = sr_dfile_scan(path, (uint64_t)st.st_size, skip, &first_ms, &b, &off);
+        bad += b;
+        if (k <= skip) { /* nothing to replay in it */
+            unlink(path);
+            continue;
+        }
+        if (d->n_segs == 0) start_off = off; /* the backlog starts here */
         if ((r = add_seg(d, ids[i], d->next_seq)) != 0) goto fail;
-        last_seg(d)->n = k;
+        last_seg(d)->n = k - skip;
+        last_seg(d)->first_idx = skip;
         last_seg(d)->size = (uint64_t)st.st_size;
         last_seg(d)->first_ms = first_ms;
         atomic_fetch_add_explicit(&sh->used, (uint64_t)st.st_size, memory_order_relaxed);
-        d->next_seq += k;
-        recovered += k;
+        d->next_seq += k - skip;
+        recovered += k - skip;
         bytes += (uint64_t)st.st_size;
     }
     free(ids);
@@ -146,7 +171,7 @@ int sr_disklog_open(struct sr_disklog *d, struct sr_disk_shared *sh, const char 
     if ((r = open_new_segment(d)) != 0) goto fail;
     d->read_seq = 0;
     d->read_id = d->segs[0].id;
-    d->read_off = 0;
+    d->read_off = start_off;
     atomic_store_explicit(&d->st_recovered, recovered, memory_order_relaxed);
     atomic_store_explicit(&d->st_corrupt, bad, memory_order_relaxed);
     publish(d);
@@ -216,8 +241,15 @@ static void close_reader(struct sr_disklog *d)
     d->cur_valid = false;
 }
 
+static void save_ack(struct sr_disklog *d);
+
 void sr_disklog_close(struct sr_disklog *d)
 {
+    if (d->ackfd >= 0) {
+        save_ack(d);
+        close(d->ackfd);
+    }
+    free(d->ackbits);
     if (d->wfd >= 0) {
         (void)flush(d);
         if (d->sh->sync != SR_DISK_SYNC_NONE) (void)sync_file(d);
@@ -240,7 +272,7 @@ void sr_disklog_close(struct sr_disklog *d)
     free(d->rbuf);
     free(d->dir);
     memset(d, 0, sizeof(*d));
-    d->wfd = d->rfd = -1;
+    d->wfd = d->rfd = d->ackfd = -1;
 }
 
 /* Deletes segment i (all its records acknowledged; not the last one). */
@@ -257,25 +289,31 @@ static void delete_seg(struct sr_disklog *d, uint32_t i)
     d->n_segs--;
 }
 
-/* Empties the last segment (all its records acknowledged). */
-static void truncate_last(struct sr_disklog *d)
+/* Replaces the last segment, all of whose records are acknowledged, by a new
+ * empty file (a new id: the acknowledgement mark never names a file that was
+ * rewritten). On failure the old one stays in use. */
+static void replace_last(struct sr_disklog *d)
 {
-    struct sr_dseg *s = last_seg(d);
-    if (ftruncate(d->wfd, 0) != 0) {
-        SR_LOG_RL(SR_LOG_ERROR, "queue", "disk queue %s: ftruncate failed: %s", d->name,
-                  strerror(errno));
+    struct sr_dseg old = *last_seg(d);
+    int old_fd = d->wfd, r;
+    char path[PATH_LEN];
+
+    if ((r = open_new_segment(d)) != 0) {
+        d->wfd = old_fd;
+        SR_LOG_RL(SR_LOG_ERROR, "queue", "disk queue %s: cannot start a new segment: %s", d->name,
+                  strerror(-r));
         return;
     }
-    atomic_fetch_sub_explicit(&d->sh->used, s->size, memory_order_relaxed);
+    close(old_fd);
+    sr_dfile_path(d->dir, old.id, path, sizeof path);
+    if (unlink(path) != 0 && errno != ENOENT)
+        SR_LOG_RL(SR_LOG_ERROR, "queue", "disk queue: cannot delete %s: %s", path, strerror(errno));
+    atomic_fetch_sub_explicit(&d->sh->used, old.size, memory_order_relaxed);
+    if (d->rfd >= 0 && d->rfd_id == old.id) close_reader(d);
+    d->segs[d->n_segs - 2] = d->segs[d->n_segs - 1];
+    d->n_segs--;
     d->wlen = 0; /* buffered records are acknowledged too: never written */
-    d->flushed = 0;
     d->unsynced = false;
-    s->size = 0;
-    s->n = s->acked = 0;
-    s->first_seq = d->next_seq;
-    s->first_ms = 0;
-    if (d->read_id == s->id) d->read_off = 0;
-    if (d->rfd >= 0 && d->rfd_id == s->id) close_reader(d);
 }
 
 /* Rotates when the last segment would grow past segment_bytes. */
@@ -285,7 +323,7 @@ static int rotate(struct sr_disklog *d)
     if ((r = flush(d)) != 0) return r;
     if (d->sh->sync != SR_DISK_SYNC_NONE && (r = sync_file(d)) != 0) return r;
     if (last_seg(d)->acked == last_seg(d)->n) { /* nothing to keep: start it over */
-        truncate_last(d);
+        replace_last(d);
         return 0;
     }
     close(d->wfd);
@@ -535,11 +573,49 @@ void sr_disklog_take(struct sr_disklog *d, grpc_slice *prefix, grpc_slice *body,
     }
 }
 
+/* Moves the mark past every acknowledged record at its front. */
+static void mark_acked(struct sr_disklog *d, uint64_t seq)
+{
+    const uint64_t W = SR_DISK_ACK_WINDOW;
+    if (seq < d->low_seq || seq - d->low_seq >= W) return; /* out of the window: holds it back */
+    if (!d->ackbits && !(d->ackbits = calloc(W / 64, sizeof(uint64_t)))) return;
+    d->ackbits[(seq % W) / 64] |= 1ull << (seq % 64);
+    while (d->ackbits[(d->low_seq % W) / 64] & (1ull << (d->low_seq % 64))) {
+        d->ackbits[(d->low_seq % W) / 64] &= ~(1ull << (d->low_seq % 64));
+        d->low_seq++;
+    }
+}
+
+/* Writes the mark when it moved: the segment and file index of low_seq. */
+static void save_ack(struct sr_disklog *d)
+{
+    uint64_t id, idx;
+    int32_t i;
+    if (d->ackfd < 0 || d->ack_saved == d->low_seq + 1 || d->n_segs == 0) return;
+    if (d->low_seq == d->next_seq) { /* everything: the end of the last segment */
+        id = last_seg(d)->id;
+        idx = last_seg(d)->first_idx + last_seg(d)->n;
+    } else if ((i = find_seg(d, d->low_seq)) >= 0) {
+        id = d->segs[i].id;
+        idx = d->segs[i].first_idx + (d->low_seq - d->segs[i].first_seq);
+    } else {
+        return;
+    }
+    if (sr_dfile_write_ack(d->ackfd, id, idx) != 0) {
+        SR_LOG_RL(SR_LOG_WARN, "queue", "disk queue %s: cannot write ACK: %s (a restart replays "
+                  "more)", d->name, strerror(errno));
+        return;
+    }
+    if (d->sh->sync != SR_DISK_SYNC_NONE) (void)fdatasync(d->ackfd);
+    d->ack_saved = d->low_seq + 1;
+}
+
 void sr_disklog_ack(struct sr_disklog *d, uint64_t seq)
 {
     int32_t i = find_seg(d, seq);
     struct sr_dseg *s;
     if (i < 0) return;
+    mark_acked(d, seq);
     s = &d->segs[i];
     s->acked++;
     atomic_fetch_sub_explicit(&d->st_events, 1, memory_order_relaxed);
@@ -547,7 +623,7 @@ void sr_disklog_ack(struct sr_disklog *d, uint64_t seq)
     if (i < (int32_t)d->n_segs - 1)
         delete_seg(d, (uint32_t)i);
     else if (s->size >= TRUNCATE_MIN)
-        truncate_last(d);
+        replace_last(d);
     publish(d);
 }
 
@@ -562,9 +638,10 @@ void sr_disklog_tick(struct sr_disklog *d, int64_t now_ms)
 {
     struct sr_dseg *s = last_seg(d);
     if (s->n && s->acked == s->n) {
-        truncate_last(d);
+        replace_last(d);
         publish(d);
-        return;
+    } else if (flush(d) == 0 && d->sh->sync == SR_DISK_SYNC_INTERVAL) {
+        (void)sync_file(d);
     }
-    if (flush(d) == 0 && d->sh->sync == SR_DISK_SYNC_INTERVAL) (void)sync_file(d);
+    save_ack(d);
 }
