@@ -147,12 +147,18 @@ $(BUILD)/fuzz/fuzz_schema: test/fuzz/fuzz_schema.c src/receiver/schema.c src/cor
 		src/receiver/context.c src/receiver/wire.c $(PROTO_C) | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_FLAGS) -I$(BUILD)/proto -o $@ $(filter %.c,$^) $(PKG_LIBS)
+# the disk queue's recovery (scan, read-back, acknowledgement mark) on arbitrary files
+$(BUILD)/fuzz/fuzz_disklog: test/fuzz/fuzz_disklog.c src/queue/disklog.c src/queue/diskfile.c \
+		src/core/clock.c src/core/log.c
+	@mkdir -p $(dir $@)
+	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
 FUZZ_CONFIG_SEED := $(BUILD)/fuzz/corpus-config-seed/shipped.yaml
 $(FUZZ_CONFIG_SEED): config/skyrelay.yaml
 	@mkdir -p $(dir $@)
 	$(Q)cp $< $@
-fuzz: $(BUILD)/fuzz/fuzz_wire $(BUILD)/fuzz/fuzz_config $(BUILD)/fuzz/fuzz_schema $(FUZZ_CONFIG_SEED)
-	$(Q)for t in wire config schema; do \
+fuzz: $(BUILD)/fuzz/fuzz_wire $(BUILD)/fuzz/fuzz_config $(BUILD)/fuzz/fuzz_schema \
+		$(BUILD)/fuzz/fuzz_disklog $(FUZZ_CONFIG_SEED)
+	$(Q)for t in wire config schema disklog; do \
 	    seeds=test/fuzz/corpus/$$t; \
 	    case $$t in config) seeds="$$seeds $(dir $(FUZZ_CONFIG_SEED))";; esac; \
 	    mkdir -p $(BUILD)/fuzz/corpus-$$t; \
