@@ -94,4 +94,23 @@ int sr_config_listen_address(const char *s, char **out, const char **why);
 int sr_config_nodes_append(const char *list, size_t len, struct sr_node_config **nodes,
                            size_t *n_nodes, const char **why, const char **bad, size_t *bad_len);
 
+/* Values are bound into this scratch copy (src/config/load.c); the key table's offsets are
+ * into it (SR_CFG_OFF). It also holds the sections that only supply defaults of every pipe,
+ * the top-level `queue:` and `pipe_defaults:`. */
+struct sr_config_scratch {
+    struct sr_config cfg;         /* first: a key of cfg has the same offset in both */
+    struct sr_queue_config queue; /* top-level `queue:`: the default of every pipe */
+    struct sr_pipe_config pd;     /* `pipe_defaults:` (queue, sender, routing; set keys only) */
+};
+#define SR_CFG_OFF(member) offsetof(struct sr_config_scratch, member)
+
+/* A pipe's built-in queue, sender and routing, before any pipe specifics. */
+void sr_config_generic_pipe(struct sr_pipe_config *out);
+
+/* True for the built-in static strings of sr_config_defaults (never freed). */
+bool sr_config_is_default_string(const char *p);
+
+/* Frees a node list the loader allocated (not the built-in default list). */
+void sr_config_free_nodes(struct sr_node_config *nodes, size_t n);
+
 #endif
