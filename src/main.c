@@ -25,6 +25,7 @@
 #include "skyrelay/discovery.h"
 #include "skyrelay/log.h"
 #include "skyrelay/metrics.h"
+#include "skyrelay/reload.h"
 #include "skyrelay/worker.h"
 
 #define DEFAULT_CONFIG "config/skyrelay.yaml"
@@ -166,9 +167,22 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&drain_timer, on_drain_tick, 20, 20);
 }
 
+/* SIGHUP: read the configuration file again (src/server/reload.c). */
+static void on_hup(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    if (atomic_load(&rt.draining)) {
+        SR_WARN("reload", "SIGHUP while stopping: ignored");
+        return;
+    }
+    (void)sr_reload(&rt);
+}
+
 static void on_stats_tick(uv_timer_t *t)
 {
     (void)t;
+    sr_reload_collect(&rt, sr_now_ms()); /* configurations replaced a minute ago */
     log_stats("periodic");
 }
 
@@ -241,7 +255,7 @@ static int run(const struct sr_config *cfg)
     grpc_channel_args chargs = {.num_args = 6, .args = args};
     grpc_server_credentials *creds;
     uv_loop_t loop;
-    uv_signal_t sig_term, sig_int;
+    uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t stats_timer;
     sigset_t set;
     const char *addr = cfg->server.address; /* the loader made ":port" 0.0.0.0:port */
@@ -252,6 +266,7 @@ static int run(const struct sr_config *cfg)
 
     memset(&rt, 0, sizeof(rt));
     rt.cfg = cfg;
+    rt.cfg_boot = cfg;
     rt.shutdown_tag.fn = on_server_shutdown;
     rt.n_workers = cfg->server.workers ? cfg->server.workers : (uint32_t)(ncpu > 0 ? ncpu : 1);
 
@@ -259,6 +274,7 @@ static int run(const struct sr_config *cfg)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -374,6 +390,8 @@ static int run(const struct sr_config *cfg)
     uv_signal_init(&loop, &sig_int);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_init(&loop, &sig_hup);
+    uv_signal_start(&sig_hup, on_hup, SIGHUP);
     uv_timer_init(&loop, &stats_timer);
     uv_timer_start(&stats_timer, on_stats_tick, 60000, 60000);
     /* admin port: probes always, /metrics when telemetry.export has prometheus */
@@ -412,6 +430,14 @@ static int run(const struct sr_config *cfg)
     for (uint32_t i = 0; i < rt.n_workers; i++) grpc_completion_queue_shutdown(rt.workers[i].cq);
     for (uint32_t i = 0; i < rt.n_workers; i++) pthread_join(rt.workers[i].thread, NULL);
     log_stats("final");
+    /* the workers are gone: every configuration a reload replaced can go */
+    sr_reload_collect(&rt, INT64_MAX);
+    if (rt.cfg != rt.cfg_boot) {
+        struct sr_config *last = (struct sr_config *)rt.cfg;
+        rt.cfg = rt.cfg_boot;
+        sr_config_deinit(last);
+        free(last);
+    }
     rc = start_failed ? 1 : 0;
 out_workers:
     for (uint32_t i = 0; i < rt.n_workers && rt.workers; i++) sr_worker_deinit(&rt.workers[i]);

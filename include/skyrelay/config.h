@@ -198,6 +198,16 @@ int sr_config_load_string(struct sr_config *cfg, const char *name, const char *t
 int sr_config_parse_nodes(const char *list, struct sr_node_config **nodes, size_t *n_nodes,
                           const char **why);
 
+struct sr_buf;
+
+/* A reload (src/server/reload.c): gives `next` the running value of every setting
+ * that cannot change while skyrelay runs (ports, threads, queue sizes, plans, the
+ * finder, the admin port: the list is in src/config/merge.c) and that differs in
+ * `next`. Appends "path (running: X, file: Y)" for each to notes (may be NULL).
+ * Returns how many were kept, or -ENOMEM (next is then still valid to deinit). */
+int sr_config_keep_restart_only(struct sr_config *next, const struct sr_config *cur,
+                                struct sr_buf *notes);
+
 /* Frees what sr_config_load allocated and zeroes *cfg (calling it twice is harmless). */
 void sr_config_deinit(struct sr_config *cfg);
 

@@ -66,6 +66,7 @@ struct sr_pipe_rt {
 };
 
 struct sr_runtime;
+struct sr_retired_cfg;
 
 struct sr_worker {
     uint32_t id;
@@ -89,11 +90,12 @@ struct sr_worker {
     _Atomic int idle;
     int64_t stall_check_ms;  /* next look for stalled upstream calls */
     int64_t disk_tick_ms;    /* next disk queue housekeeping (flush, sync, truncate) */
+    uint64_t cfg_gen;        /* the configuration generation its pipes were set up from */
     uint64_t dead_letters;   /* files written to queue.dead_letter_dir */
 };
 
 struct sr_runtime {
-    const struct sr_config *cfg;
+    const struct sr_config *_Atomic cfg; /* swapped by a reload (src/server/reload.c); the old one is freed a minute later */
     grpc_server *server;
     struct sr_upstream up;
     struct sr_worker *workers;
@@ -103,6 +105,12 @@ struct sr_runtime {
     struct sr_tag shutdown_tag;
     _Atomic int server_shutdown_done;
     struct sr_disk_shared disk; /* queue.disk.dir; disk.dir NULL = memory only */
+    /* reload (src/server/reload.c) */
+    const struct sr_config *cfg_boot;  /* loaded at start, owned by main() */
+    _Atomic uint64_t cfg_gen;          /* bumped when a reload publishes a new cfg */
+    struct sr_retired_cfg *retired;    /* replaced configs, freed a minute later (main thread) */
+    _Atomic uint64_t reloads_ok, reloads_failed;
+    _Atomic uint32_t reload_restart_pending; /* settings the last reload could not apply */
 };
 
 

@@ -344,6 +344,16 @@ static void render_server(struct sr_buf *o, struct sr_runtime *rt)
                "queue.total_max_bytes as resolved (configured, or half the cgroup memory limit, "
                "or 512 MiB).", max);
     }
+    family(o, "skyrelay_config_reloads_total", "counter",
+           "Configuration reloads (SIGHUP) by result: ok (published) or failed (invalid file: the "
+           "running configuration stayed).");
+    sample(o, "skyrelay_config_reloads_total", "result", "ok", atomic_load(&rt->reloads_ok));
+    sample(o, "skyrelay_config_reloads_total", "result", "failed",
+           atomic_load(&rt->reloads_failed));
+    single(o, "skyrelay_config_restart_pending_settings", "gauge",
+           "Settings the last reload could not apply live (they keep their running value until a "
+           "restart).",
+           atomic_load(&rt->reload_restart_pending));
     single(o, "skyrelay_server_connections", "gauge",
            "Downstream (agent) connections open now on the gRPC port.", cs.live);
     single(o, "skyrelay_server_connections_accepted_total", "counter",

@@ -107,8 +107,17 @@ struct sr_config_scratch {
 /* A pipe's built-in queue, sender and routing, before any pipe specifics. */
 void sr_config_generic_pipe(struct sr_pipe_config *out);
 
+/* Writes the value of row k in cfg as --print-config does (secrets redacted). */
+void sr_config_put_value(FILE *out, const struct sr_config *cfg, const struct sr_config_key *k);
+
 /* True for the built-in static strings of sr_config_defaults (never freed). */
 bool sr_config_is_default_string(const char *p);
+
+/* The TLS settings that only make sense together (src/config/tls_check.c): calls
+ * bad(arg, key, reason) once per problem, naming the key that is set (its place is the
+ * one reported); reason is a static string. Returns the number of problems. Pure. */
+int sr_config_tls_check(const struct sr_config *cfg,
+                        void (*bad)(void *arg, const char *key, const char *reason), void *arg);
 
 /* Frees a node list the loader allocated (not the built-in default list). */
 void sr_config_free_nodes(struct sr_node_config *nodes, size_t n);

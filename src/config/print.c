@@ -152,6 +152,12 @@ static void put_value(FILE *out, const struct sr_config *cfg, const struct sr_co
     }
 }
 
+void sr_config_put_value(FILE *out, const struct sr_config *cfg, const struct sr_config_key *k)
+{
+    const void *f = sr_config_key_field(cfg, k);
+    if (f) put_value(out, cfg, k, f);
+}
+
 static bool printable(const struct sr_config *cfg, const struct sr_config_key *k)
 {
     return sr_config_key_field(cfg, k) != NULL;

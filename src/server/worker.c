@@ -55,6 +55,7 @@ struct sr_dcall {
 
 static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok);
 static void rebuild_balancers(struct sr_worker *w);
+static void apply_reload(struct sr_worker *w);
 static void on_recv(struct sr_worker *w, struct sr_tag *t, bool ok);
 static void on_send(struct sr_worker *w, struct sr_tag *t, bool ok);
 static void on_close(struct sr_worker *w, struct sr_tag *t, bool ok);
@@ -447,6 +448,11 @@ static void *worker_main(void *arg)
             w->node_gen = (uint64_t)t;
             rebuild_balancers(w);
         }
+        t = (int64_t)atomic_load_explicit(&w->rt->cfg_gen, memory_order_acquire);
+        if ((uint64_t)t != w->cfg_gen) {
+            w->cfg_gen = (uint64_t)t;
+            apply_reload(w);
+        }
         if (atomic_load_explicit(&w->rt->force_stop, memory_order_relaxed) && !abandoned) {
             abandoned = true;
             for (int i = 0; i < SR_PIPE_COUNT; i++)
@@ -555,6 +561,35 @@ static void rebuild_balancers(struct sr_worker *w)
     }
 }
 
+/* What a pipe takes from the configuration (again after a reload). */
+static void pipe_settings(struct sr_pipe_rt *p, const struct sr_config *cfg)
+{
+    const struct sr_pipe_config *pc = &cfg->pipes[p->id];
+    const struct sr_balancer_type *bt = sr_balancer_find(sr_routing_policy_name(pc->routing.policy));
+    p->cfg = pc;
+    p->plan = sr_plan_for(p->id, pc->mode);
+    p->method = grpc_slice_from_static_string(p->plan->method);
+    p->token = cfg->upstream.authentication && cfg->upstream.authentication[0]
+                   ? cfg->upstream.authentication
+                   : NULL;
+    p->key_routing = bt && bt->keyed;
+    /* a pipe whose events carry no identity (pipes.h `keyed`) never reads a key */
+    p->keyed = sr_pipe_def(p->id)->keyed && (p->plan->group_by_key || p->key_routing);
+}
+
+/* A reload published a new configuration: the pipes read it again and the
+ * balancers are rebuilt (routing policies may have changed; fixed keeps its
+ * pins when it stays fixed). Batches in flight keep the units they have. */
+static void apply_reload(struct sr_worker *w)
+{
+    const struct sr_config *cfg = w->rt->cfg;
+    for (int i = 0; i < SR_PIPE_COUNT; i++) {
+        pipe_settings(&w->pipes[i], cfg);
+        w->pipes[i].dirty = true;
+    }
+    rebuild_balancers(w);
+}
+
 int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
 {
     const struct sr_config *cfg = rt->cfg;
@@ -575,20 +610,8 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
         struct sr_pipe_rt *p = &w->pipes[i];
         const struct sr_pipe_config *pc = &cfg->pipes[i];
         p->id = (enum sr_pipe_id)i;
-        p->cfg = pc;
-        p->plan = sr_plan_for(p->id, pc->mode);
-        p->method = grpc_slice_from_static_string(p->plan->method);
         p->wake_ms = INT64_MAX;
-        p->token = cfg->upstream.authentication && cfg->upstream.authentication[0]
-                       ? cfg->upstream.authentication
-                       : NULL;
-        {
-            const struct sr_balancer_type *bt =
-                sr_balancer_find(sr_routing_policy_name(pc->routing.policy));
-            p->key_routing = bt && bt->keyed;
-        }
-        /* a pipe whose events carry no identity (pipes.h `keyed`) never reads a key */
-        p->keyed = sr_pipe_def(p->id)->keyed && (p->plan->group_by_key || p->key_routing);
+        pipe_settings(p, cfg);
         if (!pc->enabled) continue;
         /* The pipe's bounds are split evenly over the worker partitions. */
         if (sr_partition_init(&p->part, (pc->queue.max_events + nw - 1) / nw,
