@@ -3,6 +3,7 @@
 #   make run        install missing packages, build, run the demo (scripts/run-demo.sh)
 #   make test       install missing packages, build, run unit (ASan/UBSan) + integration tests
 #   make bench      data-path benchmark (scripts/bench.sh), prints msg/s, CPU us/msg, peak RSS
+#   make bench-compare  skyrelay side by side with nginx grpc_pass, same load, one table (test/bench/compare.py)
 #   make soak       mixed traffic under node faults for SOAK_SECONDS (3600): lost ids, RSS, fds (test/soak/soak.py)
 # V=1 shows the commands.
 
@@ -81,6 +82,13 @@ test-asan: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan OPT="$(ASAN_OPT)" build-asan/skyrelay
 	$(Q)scripts/run-asan-integration.sh
+
+# skyrelay and nginx grpc_pass side by side (docs/performance.md, issue 13): loadgen and h2load
+# loads, one table. Needs nginx and h2load (nghttp2-client; optional in scripts/install-deps.sh):
+# it says so and skips without them. Uses the binaries of $(BUILD).
+.PHONY: bench-compare
+bench-compare: $(BUILD)/skyrelay tools
+	$(Q)SKYRELAY_BUILD=$(abspath $(BUILD)) /usr/bin/python3 test/bench/compare.py
 
 bench: $(BUILD)/skyrelay tools
 	$(Q)scripts/bench.sh

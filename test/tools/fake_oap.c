@@ -57,6 +57,7 @@
 #include "common/tool_json.h"
 #include "common/tool_map.h"
 #include "common/tool_pb.h"
+#include "common/tool_stamp.h"
 #include "common/tool_util.h"
 
 #define MAX_WORKERS 16
@@ -160,6 +161,7 @@ static struct options {
     const char *name;
     const char *summary;
     const char *port_file;
+    const char *latency; /* at exit: receive time - loadgen stamp, us, one per line */
     bool count_only;
     uint64_t fail_after; /* 0 = never */
     int fail_status;
@@ -1409,6 +1411,11 @@ static void on_recv(struct call *c, bool ok)
         grpc_slice_unref(s);
         c->echoed++;
     }
+    if (opt.latency) {
+        grpc_slice flat = tool_bb_flatten(bb);
+        tool_stamp_scan(GRPC_SLICE_START_PTR(flat), GRPC_SLICE_LENGTH(flat), tool_wall_us());
+        grpc_slice_unref(flat);
+    }
     int rc = opt.count_only ? 0 : decode_and_credit(c, bb);
     grpc_byte_buffer_destroy(bb);
     if (rc < 0) {
@@ -1679,6 +1686,7 @@ static void usage(FILE *f)
             "usage: fake_oap --listen HOST:PORT [--name NAME] [--summary FILE] [--port-file FILE]\n"
             "                [--count-only] [--fail-after N] [--fail-status CODE] [--delay-ms MS]\n"
             "                [--max-recv-size BYTES] [--threads N] [--token T] [--ids FILE]\n"
+            "                [--latency FILE]\n"
             "                [--hang-method PATH]... [--status-method PATH=CODE]...\n"
             "                [--fail-id ID]...\n"
             "                [--record-metadata FILE] [--reply-metadata K=V]... [--status-details HEX]\n"
@@ -1690,6 +1698,8 @@ static void usage(FILE *f)
             "  --ids FILE        at exit, write the hash of every id seen (\"<kind> <hex>\" per line)\n"
             "  --port-file       write the chosen port number to this file\n"
             "  --count-only      do not decode, only count messages per method (benchmark)\n"
+            "  --latency FILE    at exit, write receive time - send time (us) of every message\n"
+            "                    stamped by loadgen --stamp-every, one per line (benchmark)\n"
             "  --fail-after N    after N accepted messages, fail every further message and call\n"
             "  --fail-status     status code used then (default 14 UNAVAILABLE)\n"
             "  --delay-ms        wait this long before answering a finished stream\n"
@@ -1738,6 +1748,8 @@ static int parse_args(int argc, char **argv)
             opt.name = v;
         else if (strcmp(a, "--summary") == 0)
             opt.summary = v;
+        else if (strcmp(a, "--latency") == 0)
+            opt.latency = v;
         else if (strcmp(a, "--ids") == 0)
             opt.ids = v;
         else if (strcmp(a, "--port-file") == 0)
@@ -1914,6 +1926,8 @@ int main(int argc, char **argv)
 
     if (rc == 0 && opt.ids)
         write_ids(opt.ids);
+    if (rc == 0 && opt.latency && tool_stamp_write_file(opt.latency) != 0)
+        fprintf(stderr, "fake_oap: cannot write %s: %s\n", opt.latency, strerror(errno));
     if (rc == 0)
         write_summary(&last, true);
     free(last);

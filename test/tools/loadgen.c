@@ -48,6 +48,7 @@
 
 #include "common/tool_json.h"
 #include "common/tool_map.h"
+#include "common/tool_stamp.h"
 #include "common/tool_util.h"
 
 #define MAX_THREADS 16
@@ -85,6 +86,7 @@ static struct options {
     const char *method; /* overrides the kind's path */
     uint64_t streams, messages, size, services, instances, hint, batch, connections, threads;
     int64_t deadline_ms;
+    uint64_t stamp_every; /* segment kinds: every N-th message carries its send time; 0 = off */
     const char *prefix;
     const char *summary;
     const char *token;
@@ -211,7 +213,18 @@ static uint64_t build_segment(uint64_t s, uint64_t seq, const struct ident *id, 
     item_id(segid, sizeof(segid), s, seq, -1, seq);
     snprintf(traceid, sizeof(traceid), "%s-trace-%" PRIu64 "-%" PRIu64, opt.prefix, s, seq);
     fill_segment(&seg, &span, spans, &tag, tags, id, segid, traceid);
+    char *stamped = NULL;
+    if (opt.stamp_every && seq % opt.stamp_every == 0 && g_pad_len >= TOOL_STAMP_LEN) {
+        /* the padding's first bytes become the wall-clock send time (fake_oap --latency) */
+        stamped = malloc(g_pad_len + 1);
+        if (!stamped)
+            abort();
+        memcpy(stamped, pad_str(), g_pad_len + 1);
+        tool_stamp_put(stamped, tool_wall_us());
+        tag.value = stamped;
+    }
     PACK_INTO_SLICE(skywalking__v3__segment_object, &seg, out);
+    free(stamped);
     return 1;
 }
 
@@ -881,7 +894,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: loadgen --target HOST:PORT --kind KIND --streams N --messages M\n"
-            "               [--size BYTES] [--services S] [--instances I] [--hint K]\n"
+            "               [--size BYTES] [--services S] [--instances I] [--hint K] [--stamp-every N]\n"
             "               [--batch B] [--id-prefix P] [--connections C] [--threads T]\n"
             "               [--summary FILE] [--deadline-ms MS] [--token T] [--method PATH]\n"
             "               [--rate N] [--poison-id ID --poison-at K]\n"
@@ -892,6 +905,8 @@ static void usage(FILE *f)
             "  --services      services S (stream s is svc-(s%%S)) (default 1)\n"
             "  --instances     instances per service I (inst-(s%%S)-((s/S)%%I)) (default 1)\n"
             "  --hint          un-hinted write every K messages; 1 disables hinting (default 16)\n"
+            "  --stamp-every   segment, segment-legacy: every N-th message of a stream carries its\n"
+            "                  send time in its padding, for fake_oap --latency (default 0 = off)\n"
             "  --batch         items per message for segment-sync, meter-batch, als (default 10)\n"
             "  --id-prefix     prefix of the unique ids (default g)\n"
             "  --connections   channels/TCP connections the streams are spread over (default 1)\n"
@@ -918,6 +933,7 @@ static const struct num_flag {
     {"--services", &opt.services, 1, 1000000},
     {"--instances", &opt.instances, 1, 1000000},
     {"--hint", &opt.hint, 1, 1000000},
+    {"--stamp-every", &opt.stamp_every, 0, 1000000},
     {"--batch", &opt.batch, 1, 1000000},
     {"--connections", &opt.connections, 1, 10000},
     {"--threads", &opt.threads, 1, MAX_THREADS},
