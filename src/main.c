@@ -26,6 +26,7 @@
 #include "skyrelay/log.h"
 #include "skyrelay/metrics.h"
 #include "skyrelay/reload.h"
+#include "skyrelay/tls.h"
 #include "skyrelay/worker.h"
 
 #define DEFAULT_CONFIG "config/skyrelay.yaml"
@@ -343,7 +344,11 @@ static int run(const struct sr_config *cfg)
         SR_ERROR("main", "cannot start the connection monitor");
         goto out_workers;
     }
-    creds = grpc_insecure_server_credentials_create();
+    creds = sr_tls_server_credentials(cfg); /* h2c, or TLS with the certificate fetcher */
+    if (!creds) {
+        SR_ERROR("main", "cannot set up TLS on the gRPC port");
+        goto out_workers;
+    }
     port = grpc_server_add_http2_port(rt.server, addr, creds);
     grpc_server_credentials_release(creds);
     if (port > 0) sr_conn_limit_set_port(port);
@@ -408,6 +413,8 @@ static int run(const struct sr_config *cfg)
         }
     }
     uv_async_init(&loop, &pending_nodes.async, on_pending_nodes);
+    if (sr_tls_upstream_watch_start(&loop, &rt.up, cfg) != 0)
+        SR_WARN("main", "cannot start the upstream TLS file check: no rotation");
     finder = sr_finder_for(cfg->upstream.finder);
     if (finder && finder->start(&loop, cfg, finder->own_thread ? publish_from_thread : publish_on_main,
                                 NULL) != 0) {

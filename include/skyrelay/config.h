@@ -84,6 +84,13 @@ struct sr_pipe_config {
     struct sr_routing_config routing;
 };
 
+/* server.tls.client_auth: what a client certificate must be (with server.tls.client_ca_file) */
+enum sr_tls_client_auth {
+    SR_TLS_CLIENT_AUTH_NONE = 0, /* not requested */
+    SR_TLS_CLIENT_AUTH_OPTIONAL, /* requested; verified when the client sends one */
+    SR_TLS_CLIENT_AUTH_REQUIRE,  /* a valid one or the handshake fails */
+};
+
 /* upstream.finder */
 enum sr_finder { SR_FINDER_STATIC = 0, SR_FINDER_DNS, SR_FINDER_KUBERNETES };
 
@@ -120,6 +127,13 @@ struct sr_config {
         uint32_t max_connections;           /* live downstream connections; N+1 is refused */
         uint32_t max_connection_age_ms;     /* 0 = off; older connections get GOAWAY */
         uint32_t max_connection_age_grace_ms; /* then in-flight calls get this long */
+        struct sr_server_tls_config {
+            char *cert_file;      /* PEM chain; with key_file: the port speaks TLS (NULL = h2c) */
+            char *key_file;       /* PEM private key of cert_file */
+            char *client_ca_file; /* PEM CAs client certificates are verified against (mTLS) */
+            int client_auth;      /* enum sr_tls_client_auth; only with client_ca_file */
+            uint32_t reload_interval_ms; /* files re-checked at most this often; 0 = never */
+        } tls;
     } server;
 
     struct {
@@ -138,6 +152,15 @@ struct sr_config {
                                          * 0 = auto (all with one node, else half, >= 1) */
         char *authentication;        /* sent as `authentication` on every upstream call; NULL = none */
         uint64_t max_receive_message_size;
+        struct sr_upstream_tls_config {
+            bool enabled;          /* TLS to OAP; the files below are ignored when false */
+            char *ca_file;         /* PEM CAs OAP's certificate is verified against; NULL = system roots */
+            char *cert_file;       /* client certificate (mTLS to OAP), with key_file */
+            char *key_file;
+            char *server_name;     /* name checked in OAP's certificate instead of the host */
+            bool insecure_skip_verify; /* accept any OAP certificate (a warning at start) */
+            uint32_t reload_interval_ms; /* files re-checked this often; 0 = never */
+        } tls;
     } upstream;
 
     struct sr_pipe_config pipes[SR_PIPE_COUNT];

@@ -29,7 +29,9 @@ struct sr_node {
     char *address; /* owned */
     uint32_t weight;
     uint32_t index; /* position in sr_upstream.nodes */
-    grpc_channel *channel;
+    /* Replaced (main thread) when the upstream TLS files change: workers load it once
+     * per call they create; the old one lives on until its calls are over. */
+    grpc_channel *_Atomic channel;
     _Atomic int64_t down_until_ms; /* 0 = up */
     _Atomic uint32_t failures;     /* consecutive */
     _Atomic uint64_t sent_events;
@@ -60,11 +62,33 @@ struct sr_upstream {
     _Atomic uint64_t present; /* nodes present after the last apply (written by main) */
     char **retired;         /* main thread: addresses of reused slots, freed at deinit */
     size_t n_retired;
+    /* TLS (src/tls/upstream.c): the credentials of new channels (NULL = insecure), the
+     * name checked in OAP's certificate, and channels replaced by a credentials change,
+     * destroyed once no call can still use them (main thread) */
+    grpc_channel_credentials *creds;
+    char *server_name;
+    uint32_t retire_grace_ms;
+    struct sr_old_channel {
+        grpc_channel *channel;
+        int64_t destroy_at_ms;
+    } *old;
+    size_t n_old;
 };
 
 /* Creates one channel per configured node. Call after grpc_init. Returns 0 or -1. */
 int sr_upstream_init(struct sr_upstream *up, const struct sr_config *cfg);
 void sr_upstream_deinit(struct sr_upstream *up);
+
+/* New channel credentials (takes creds): every node gets a new channel made with them,
+ * for the calls created from now on; calls in flight finish on the old channel, which
+ * is destroyed retire_grace_ms later (sr_upstream_collect_old). Nodes added later use
+ * them too. Returns how many channels were replaced. Main thread. */
+size_t sr_upstream_set_credentials(struct sr_upstream *up, grpc_channel_credentials *creds,
+                                   int64_t now_ms);
+
+/* Destroys the replaced channels whose grace is over (all of them with now_ms =
+ * INT64_MAX). Main thread. */
+void sr_upstream_collect_old(struct sr_upstream *up, int64_t now_ms);
 
 /* Present in the node set and not ejected. */
 static inline bool sr_node_is_up(const struct sr_node *n, int64_t now_ms)

@@ -26,6 +26,7 @@
 #include "skyrelay/discovery.h"
 #include "skyrelay/buf.h"
 #include "skyrelay/conn_limit.h"
+#include "skyrelay/tls.h"
 #include "skyrelay/metrics.h"
 #include "skyrelay/queue.h"
 #include "skyrelay/upstream.h"
@@ -379,6 +380,17 @@ static void render_server(struct sr_buf *o, struct sr_runtime *rt)
            "(OAP to agent).");
     sample(o, "skyrelay_relay_messages_total", "direction", "up", s.msgs_up);
     sample(o, "skyrelay_relay_messages_total", "direction", "down", s.msgs_down);
+
+    family(o, "skyrelay_tls_reloads_total", "counter",
+           "Changed TLS files loaded (ok: in use for new handshakes or channels) or refused "
+           "(failed: the old ones stay), by side: server (the agents' port) or upstream.");
+    for (int side = 0; side < SR_TLS_SIDES; side++) {
+        static const char *const names[] = {"server", "upstream"};
+        uint64_t ok, failed;
+        sr_tls_reloads((enum sr_tls_side)side, &ok, &failed);
+        sample2(o, "skyrelay_tls_reloads_total", "side", names[side], "result", "ok", ok);
+        sample2(o, "skyrelay_tls_reloads_total", "side", names[side], "result", "failed", failed);
+    }
 }
 
 /* ---- process ---- */

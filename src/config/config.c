@@ -128,6 +128,9 @@ void sr_config_defaults(struct sr_config *cfg)
     cfg->server.max_connections = 4000;
     cfg->server.max_connection_age_ms = 0;
     cfg->server.max_connection_age_grace_ms = 30 * SEC;
+    cfg->server.tls.client_auth = SR_TLS_CLIENT_AUTH_REQUIRE; /* effective only with a client CA */
+    cfg->server.tls.reload_interval_ms = 60 * SEC;
+    cfg->upstream.tls.reload_interval_ms = 60 * SEC;
     cfg->telemetry.prometheus_address = default_admin;
     cfg->telemetry.export_prometheus = true;
     cfg->telemetry.service = default_telemetry_service;
@@ -176,6 +179,13 @@ void sr_config_deinit(struct sr_config *cfg)
     free(cfg->upstream.kubernetes.api_server);
     free(cfg->upstream.kubernetes.bearer_token_file);
     free(cfg->upstream.kubernetes.ca_file);
+    free(cfg->server.tls.cert_file);
+    free(cfg->server.tls.key_file);
+    free(cfg->server.tls.client_ca_file);
+    free(cfg->upstream.tls.ca_file);
+    free(cfg->upstream.tls.cert_file);
+    free(cfg->upstream.tls.key_file);
+    free(cfg->upstream.tls.server_name);
     sr_config_free_nodes(cfg->upstream.nodes, cfg->upstream.n_nodes);
     memset(cfg, 0, sizeof *cfg);
 }
@@ -191,6 +201,9 @@ static const char *const k8s_kinds[] = {"pod", "endpoints", NULL};
 static const char *const disk_syncs[] = {[SR_DISK_SYNC_NONE] = "none",
                                           [SR_DISK_SYNC_INTERVAL] = "interval",
                                           [SR_DISK_SYNC_ALWAYS] = "always", NULL};
+static const char *const client_auths[] = {[SR_TLS_CLIENT_AUTH_NONE] = "none",
+                                            [SR_TLS_CLIENT_AUTH_OPTIONAL] = "optional",
+                                            [SR_TLS_CLIENT_AUTH_REQUIRE] = "require", NULL};
 static const char *const validate_depths[] = {[SR_VALIDATE_DEEP] = "deep",
                                                [SR_VALIDATE_TOP] = "top", NULL};
 
@@ -233,6 +246,12 @@ static const struct sr_config_key head[] = {
      NULL},
     {"server.max_connection_age_grace", K_DURATION, OFF(cfg.server.max_connection_age_grace_ms), 0,
      HOUR, NULL},
+    {"server.tls.cert_file", K_STRING, OFF(cfg.server.tls.cert_file), 0, 0, NULL},
+    {"server.tls.key_file", K_STRING, OFF(cfg.server.tls.key_file), 0, 0, NULL},
+    {"server.tls.client_ca_file", K_STRING, OFF(cfg.server.tls.client_ca_file), 0, 0, NULL},
+    {"server.tls.client_auth", K_ENUM, OFF(cfg.server.tls.client_auth), 0, 0, client_auths},
+    {"server.tls.reload_interval", K_DURATION, OFF(cfg.server.tls.reload_interval_ms), 0, DAY,
+     NULL},
 
     {"upstream.finder", K_ENUM, OFF(cfg.upstream.finder), 0, 0, finders},
     {"upstream.refresh_interval", K_DURATION, OFF(cfg.upstream.refresh_interval_ms), 100, HOUR,
@@ -265,6 +284,15 @@ static const struct sr_config_key head[] = {
     {"upstream.max_inflight_per_node", K_U32, OFF(cfg.upstream.max_inflight_per_node), 0, 64, NULL},
     {"upstream.max_receive_message_size", K_SIZE, OFF(cfg.upstream.max_receive_message_size), 1,
      1 * GIB, NULL},
+    {"upstream.tls.enabled", K_BOOL, OFF(cfg.upstream.tls.enabled), 0, 0, NULL},
+    {"upstream.tls.ca_file", K_STRING, OFF(cfg.upstream.tls.ca_file), 0, 0, NULL},
+    {"upstream.tls.cert_file", K_STRING, OFF(cfg.upstream.tls.cert_file), 0, 0, NULL},
+    {"upstream.tls.key_file", K_STRING, OFF(cfg.upstream.tls.key_file), 0, 0, NULL},
+    {"upstream.tls.server_name", K_STRING, OFF(cfg.upstream.tls.server_name), 0, 0, NULL},
+    {"upstream.tls.insecure_skip_verify", K_BOOL, OFF(cfg.upstream.tls.insecure_skip_verify), 0, 0,
+     NULL},
+    {"upstream.tls.reload_interval", K_DURATION, OFF(cfg.upstream.tls.reload_interval_ms), 0, DAY,
+     NULL},
 
     QUEUE_KEYS("", OFF, queue),
     {"queue.total_max_bytes", K_SIZE, OFF(cfg.queue.total_max_bytes), 0, 1024 * GIB, NULL},

@@ -463,6 +463,14 @@ static void resolve_pipes(struct ctx *c)
     }
 }
 
+/* sr_config_tls_check's report: at the place of the key that is set. */
+static void tls_problem(void *arg, const char *key, const char *reason)
+{
+    struct ctx *c = arg;
+    int ki = find_key(key);
+    report_at(c, ki >= 0 ? c->seen[ki].line : 0, ki >= 0 ? c->seen[ki].col : 0, key, "%s", reason);
+}
+
 /* After the walk: the per-pipe settings, and the checks that involve more than one key. */
 static void finish(struct ctx *c)
 {
@@ -482,6 +490,7 @@ static void finish(struct ctx *c)
                   "upstream.backoff_max (%s) must not be less than upstream.backoff_initial (%s)",
                   a, b);
     }
+    sr_config_tls_check(cfg, tls_problem, c);
 }
 
 /* libyaml stops at the first syntax error: report it where it is. */

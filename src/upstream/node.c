@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "skyrelay/log.h"
+#include "skyrelay/tls.h"
 #include "skyrelay/upstream.h"
 
 uint64_t sr_rand64(uint64_t *s)
@@ -28,8 +29,8 @@ uint32_t sr_backoff_ms(uint32_t initial_ms, uint32_t max_ms, uint32_t k)
 
 static grpc_channel *new_channel(const struct sr_upstream *up, const char *address)
 {
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_arg args[3];
+    grpc_channel_credentials *creds = up->creds;
+    grpc_arg args[4];
     grpc_channel_args chargs = {.num_args = 3, .args = args};
     grpc_channel *ch;
 
@@ -45,8 +46,16 @@ static grpc_channel *new_channel(const struct sr_upstream *up, const char *addre
     args[2].type = GRPC_ARG_INTEGER;
     args[2].key = (char *)GRPC_ARG_ENABLE_RETRIES;
     args[2].value.integer = 0;
+    /* OAP pods reached by IP (kubernetes finder) present a certificate for a name */
+    if (up->server_name) {
+        args[3].type = GRPC_ARG_STRING;
+        args[3].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        args[3].value.string = up->server_name;
+        chargs.num_args = 4;
+    }
+    if (!creds) creds = grpc_insecure_credentials_create();
     ch = grpc_channel_create(address, creds, &chargs);
-    grpc_channel_credentials_release(creds);
+    if (creds != up->creds) grpc_channel_credentials_release(creds);
     /* connect now: the first batch's latency should not include the handshake */
     if (ch) (void)grpc_channel_check_connectivity_state(ch, 1);
     return ch;
@@ -62,14 +71,75 @@ int sr_upstream_init(struct sr_upstream *up, const struct sr_config *cfg)
                        : (int)cfg->upstream.max_receive_message_size;
     up->nodes = calloc(SR_MAX_NODES, sizeof(*up->nodes));
     if (!up->nodes) return -1;
+    /* a replaced channel may carry a call created just before: wait out the longest deadline */
+    up->retire_grace_ms = (cfg->upstream.call_timeout_ms > cfg->upstream.sync_timeout_ms
+                               ? cfg->upstream.call_timeout_ms
+                               : cfg->upstream.sync_timeout_ms) + 10000;
+    up->creds = sr_tls_upstream_credentials(&cfg->upstream.tls);
+    if (!up->creds) return -1;
+    if (cfg->upstream.tls.enabled && cfg->upstream.tls.server_name) {
+        up->server_name = strdup(cfg->upstream.tls.server_name);
+        if (!up->server_name) return -1;
+    }
     /* static finder: the configured list now; dns/kubernetes publish theirs later */
     if (cfg->upstream.finder == SR_FINDER_STATIC)
         sr_upstream_apply(up, cfg->upstream.nodes, cfg->upstream.n_nodes, 0);
     return 0;
 }
 
+size_t sr_upstream_set_credentials(struct sr_upstream *up, grpc_channel_credentials *creds,
+                                   int64_t now_ms)
+{
+    size_t replaced = 0;
+
+    if (up->creds) grpc_channel_credentials_release(up->creds);
+    up->creds = creds;
+    for (size_t i = 0; i < up->n_nodes; i++) {
+        struct sr_node *nd = &up->nodes[i];
+        grpc_channel *old = nd->channel, *ch;
+        struct sr_old_channel *o;
+        if (!old || !nd->address) continue;
+        o = realloc(up->old, sizeof(*o) * (up->n_old + 1));
+        if (!o) {
+            SR_ERROR("upstream", "out of memory: node %s keeps its channel", nd->address);
+            continue;
+        }
+        up->old = o;
+        ch = new_channel(up, nd->address);
+        if (!ch) {
+            SR_ERROR("upstream", "cannot create a new channel to %s; it keeps the old one",
+                     nd->address);
+            continue;
+        }
+        /* Workers read the pointer when they create a call: a call either gets the old
+         * channel (and finishes there) or the new one. Nothing queued is touched. */
+        atomic_store_explicit(&nd->channel, ch, memory_order_release);
+        up->old[up->n_old].channel = old;
+        up->old[up->n_old].destroy_at_ms = now_ms + up->retire_grace_ms;
+        up->n_old++;
+        replaced++;
+    }
+    return replaced;
+}
+
+void sr_upstream_collect_old(struct sr_upstream *up, int64_t now_ms)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < up->n_old; i++) {
+        if (up->old[i].destroy_at_ms <= now_ms)
+            grpc_channel_destroy(up->old[i].channel);
+        else
+            up->old[k++] = up->old[i];
+    }
+    up->n_old = k;
+}
+
 void sr_upstream_deinit(struct sr_upstream *up)
 {
+    sr_upstream_collect_old(up, INT64_MAX);
+    free(up->old);
+    if (up->creds) grpc_channel_credentials_release(up->creds);
+    free(up->server_name);
     for (size_t i = 0; i < up->n_nodes; i++) {
         if (up->nodes[i].channel) grpc_channel_destroy(up->nodes[i].channel);
         free(up->nodes[i].address);

@@ -125,6 +125,18 @@ static void assert_config_equal(const struct sr_config *a, const struct sr_confi
     assert_int_equal(a->server.max_connections, b->server.max_connections);
     assert_int_equal(a->server.max_connection_age_ms, b->server.max_connection_age_ms);
     assert_int_equal(a->server.max_connection_age_grace_ms, b->server.max_connection_age_grace_ms);
+    assert_str_same(a->server.tls.cert_file, b->server.tls.cert_file);
+    assert_str_same(a->server.tls.key_file, b->server.tls.key_file);
+    assert_str_same(a->server.tls.client_ca_file, b->server.tls.client_ca_file);
+    assert_int_equal(a->server.tls.client_auth, b->server.tls.client_auth);
+    assert_int_equal(a->server.tls.reload_interval_ms, b->server.tls.reload_interval_ms);
+    assert_int_equal(a->upstream.tls.enabled, b->upstream.tls.enabled);
+    assert_str_same(a->upstream.tls.ca_file, b->upstream.tls.ca_file);
+    assert_str_same(a->upstream.tls.cert_file, b->upstream.tls.cert_file);
+    assert_str_same(a->upstream.tls.key_file, b->upstream.tls.key_file);
+    assert_str_same(a->upstream.tls.server_name, b->upstream.tls.server_name);
+    assert_int_equal(a->upstream.tls.insecure_skip_verify, b->upstream.tls.insecure_skip_verify);
+    assert_int_equal(a->upstream.tls.reload_interval_ms, b->upstream.tls.reload_interval_ms);
     assert_string_equal(a->telemetry.prometheus_address, b->telemetry.prometheus_address);
     assert_int_equal(a->telemetry.export_prometheus, b->telemetry.export_prometheus);
     assert_int_equal(a->telemetry.export_metrics_service, b->telemetry.export_metrics_service);
@@ -271,6 +283,8 @@ static const char *const all_settings[] = {
     "server.max_concurrent_streams", "server.keepalive_time", "server.keepalive_timeout",
     "server.http2_bdp_probe", "server.authentication", "server.max_connections",
     "server.max_connection_age", "server.max_connection_age_grace",
+    "server.tls.cert_file", "server.tls.key_file", "server.tls.client_ca_file",
+    "server.tls.client_auth", "server.tls.reload_interval",
     "telemetry.export", "telemetry.prometheus_address", "telemetry.service", "telemetry.instance",
     "telemetry.interval",
     "upstream.finder", "upstream.addresses", "upstream.refresh_interval",
@@ -282,6 +296,9 @@ static const char *const all_settings[] = {
     "upstream.backoff_initial", "upstream.backoff_max", "upstream.retry_max",
     "upstream.sync_timeout", "upstream.stall_timeout", "upstream.max_inflight_per_node",
     "upstream.authentication", "upstream.max_receive_message_size",
+    "upstream.tls.enabled", "upstream.tls.ca_file", "upstream.tls.cert_file",
+    "upstream.tls.key_file", "upstream.tls.server_name", "upstream.tls.insecure_skip_verify",
+    "upstream.tls.reload_interval",
     "queue.total_max_bytes", "queue.dead_letter_dir", "queue.disk.dir", "queue.disk.max_bytes",
     "queue.disk.min_free", "queue.disk.segment_size", "queue.disk.sync",
     "queue.disk.sync_interval",

@@ -87,6 +87,34 @@ void tool_block_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
+char *tool_read_file(const char *tool, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, got;
+
+    if (!f) {
+        fprintf(stderr, "%s: cannot open %s: %s\n", tool, path, strerror(errno));
+        return NULL;
+    }
+    do {
+        if (len + 1 >= cap) {
+            char *p = realloc(buf, cap = cap ? cap * 2 : 8192);
+            if (!p) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = p;
+        }
+        got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+    } while (got > 0);
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
 int tool_write_file_atomic(const char *path, const char *data, size_t n)
 {
     size_t plen = strlen(path);

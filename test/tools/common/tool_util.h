@@ -33,6 +33,10 @@ const char *tool_status_name(int code);
  * blocked set in *set for sigtimedwait. */
 void tool_block_signals(sigset_t *set);
 
+/* The whole file as a NUL-terminated string (malloc'd; the caller frees), or NULL with
+ * a message on stderr naming the tool and the file (TLS PEM files). */
+char *tool_read_file(const char *tool, const char *path);
+
 /* Writes data to path atomically (path.tmp + rename); returns 0 or -1 (errno set). */
 int tool_write_file_atomic(const char *path, const char *data, size_t n);
 
