@@ -170,6 +170,8 @@ static struct options {
     int threads;
     const char *token; /* required "authentication" metadata, as OAP checks it */
     const char *ids;   /* at exit: the id hashes seen, "<kind> <hex>" per line */
+    const char *tls_cert, *tls_key; /* PEM files: listen with TLS (default: h2c) */
+    const char *tls_client_ca;      /* PEM CAs: require and verify a client certificate */
     struct override {
         const char *path;
         int status; /* 0 = hang */
@@ -1690,6 +1692,7 @@ static void usage(FILE *f)
             "                [--hang-method PATH]... [--status-method PATH=CODE]...\n"
             "                [--fail-id ID]...\n"
             "                [--record-metadata FILE] [--reply-metadata K=V]... [--status-details HEX]\n"
+            "                [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
             "A fake SkyWalking OAP node: counts and credits what it receives (docs/test-tools.md).\n"
             "  --listen          address to listen on; port 0 picks a free port, printed as\n"
             "                    'listening HOST:PORT' on stdout\n"
@@ -1720,7 +1723,10 @@ static void usage(FILE *f)
             "  --reply-metadata K=V  add K: V to the initial and trailing metadata of synchronous,\n"
             "                    relay, --hang-method and --status-method calls (repeatable)\n"
             "  --status-details HEX  --status-method answers also carry these bytes as\n"
-            "                    trailing metadata grpc-status-details-bin\n");
+            "                    trailing metadata grpc-status-details-bin\n"
+            "  --tls-cert, --tls-key  listen with TLS using this certificate chain and key\n"
+            "                    (PEM files; default: cleartext h2c)\n"
+            "  --tls-client-ca   with TLS: require a client certificate signed by these CAs\n");
 }
 
 static int parse_args(int argc, char **argv)
@@ -1756,6 +1762,12 @@ static int parse_args(int argc, char **argv)
             opt.port_file = v;
         else if (strcmp(a, "--token") == 0)
             opt.token = v;
+        else if (strcmp(a, "--tls-cert") == 0)
+            opt.tls_cert = v;
+        else if (strcmp(a, "--tls-key") == 0)
+            opt.tls_key = v;
+        else if (strcmp(a, "--tls-client-ca") == 0)
+            opt.tls_client_ca = v;
         else if (strcmp(a, "--fail-id") == 0) {
             if (g_nfail_ids >= MAX_FAIL_IDS || !*v) {
                 fprintf(stderr, "fake_oap: bad option or value: %s %s\n", a, v);
@@ -1832,6 +1844,42 @@ static void write_port_file(void)
         fprintf(stderr, "fake_oap: cannot write %s: %s\n", opt.port_file, strerror(errno));
 }
 
+/* h2c, or TLS (and mTLS) with --tls-cert/--tls-key[/--tls-client-ca]; NULL on a bad file. */
+static grpc_server_credentials *server_credentials(void)
+{
+    grpc_server_credentials *creds;
+    grpc_ssl_pem_key_cert_pair pair;
+    char *cert, *key, *ca = NULL;
+
+    if (!opt.tls_cert && !opt.tls_key)
+        return grpc_insecure_server_credentials_create();
+    if (!opt.tls_cert || !opt.tls_key) {
+        fprintf(stderr, "fake_oap: --tls-cert and --tls-key go together\n");
+        return NULL;
+    }
+    cert = tool_read_file("fake_oap", opt.tls_cert);
+    key = tool_read_file("fake_oap", opt.tls_key);
+    if (opt.tls_client_ca)
+        ca = tool_read_file("fake_oap", opt.tls_client_ca);
+    if (!cert || !key || (opt.tls_client_ca && !ca)) {
+        free(cert);
+        free(key);
+        free(ca);
+        return NULL;
+    }
+    pair.private_key = key;
+    pair.cert_chain = cert;
+    creds = grpc_ssl_server_credentials_create_ex(
+        ca, &pair, 1,
+        ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+           : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+        NULL);
+    free(cert);
+    free(key);
+    free(ca);
+    return creds;
+}
+
 int main(int argc, char **argv)
 {
     if (parse_args(argc, argv) != 0) {
@@ -1862,9 +1910,10 @@ int main(int argc, char **argv)
         g_workers[i].cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(g_server, g_workers[i].cq, NULL);
     }
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    g_port = grpc_server_add_http2_port(g_server, opt.listen, creds);
-    grpc_server_credentials_release(creds);
+    grpc_server_credentials *creds = server_credentials();
+    g_port = creds ? grpc_server_add_http2_port(g_server, opt.listen, creds) : 0;
+    if (creds)
+        grpc_server_credentials_release(creds);
     int rc = 0;
     if (g_port == 0) {
         fprintf(stderr, "fake_oap: cannot listen on %s\n", opt.listen);

@@ -93,6 +93,7 @@ static struct options {
     uint64_t rate;          /* messages per second over all streams; 0 = as fast as possible */
     const char *poison_id;  /* item poison_at (1-based) of stream 0 carries this id */
     uint64_t poison_at;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name; /* TLS (default: h2c) */
 } opt = {
     .kind = (enum kind)-1,
     .size = 500,
@@ -898,6 +899,7 @@ static void usage(FILE *f)
             "               [--batch B] [--id-prefix P] [--connections C] [--threads T]\n"
             "               [--summary FILE] [--deadline-ms MS] [--token T] [--method PATH]\n"
             "               [--rate N] [--poison-id ID --poison-at K]\n"
+            "               [--tls-ca PEM [--tls-cert PEM --tls-key PEM] [--tls-server-name N]]\n"
             "KIND: segment segment-sync segment-legacy log meter meter-batch als als-v2\n"
             "  --streams       concurrent client streams\n"
             "  --messages      messages per stream (segment-sync: segments per stream)\n"
@@ -919,6 +921,10 @@ static void usage(FILE *f)
             "                  paced evenly; 0 = as fast as possible (default 0)\n"
             "  --poison-id     id given to item --poison-at (1-based) of stream 0 instead of its\n"
             "                  normal id (fake_oap --fail-id refuses it)\n"
+            "  --tls-ca        connect with TLS, verifying the server against these CAs (PEM)\n"
+            "  --tls-cert, --tls-key  with TLS: present this client certificate and key (PEM)\n"
+            "  --tls-server-name  with TLS: the name checked in the server's certificate\n"
+            "                  instead of the target's host\n"
             "Exit status 0 if every call ended OK, 1 otherwise, 2 on bad usage.\n");
 }
 
@@ -967,6 +973,14 @@ static int parse_args(int argc, char **argv)
             opt.token = v;
         else if (strcmp(a, "--method") == 0)
             opt.method = v;
+        else if (strcmp(a, "--tls-ca") == 0)
+            opt.tls_ca = v;
+        else if (strcmp(a, "--tls-cert") == 0)
+            opt.tls_cert = v;
+        else if (strcmp(a, "--tls-key") == 0)
+            opt.tls_key = v;
+        else if (strcmp(a, "--tls-server-name") == 0)
+            opt.tls_server_name = v;
         else if (strcmp(a, "--poison-id") == 0) {
             bad = !*v || strlen(v) > 80; /* ids live in 96-byte buffers */
             opt.poison_id = v;
@@ -997,6 +1011,10 @@ static int parse_args(int argc, char **argv)
     }
     if (!opt.target || (int)opt.kind < 0 || !opt.streams || !opt.messages) {
         fprintf(stderr, "loadgen: --target, --kind, --streams and --messages are required\n");
+        return -1;
+    }
+    if (!opt.tls_cert != !opt.tls_key || ((opt.tls_cert || opt.tls_server_name) && !opt.tls_ca)) {
+        fprintf(stderr, "loadgen: --tls-cert and --tls-key go together, and need --tls-ca\n");
         return -1;
     }
     if (!opt.poison_id != !opt.poison_at) {
@@ -1093,6 +1111,35 @@ static void summary_json(struct tool_json *j, double seconds)
     tool_map_deinit(&by_key);
 }
 
+/* h2c, or TLS with --tls-ca (and a client certificate with --tls-cert/--tls-key). */
+static grpc_channel_credentials *channel_credentials(void)
+{
+    grpc_channel_credentials *creds;
+    grpc_ssl_pem_key_cert_pair pair;
+    char *ca, *cert = NULL, *key = NULL;
+
+    if (!opt.tls_ca)
+        return grpc_insecure_credentials_create();
+    ca = tool_read_file("loadgen", opt.tls_ca);
+    if (opt.tls_cert) {
+        cert = tool_read_file("loadgen", opt.tls_cert);
+        key = tool_read_file("loadgen", opt.tls_key);
+    }
+    if (!ca || (opt.tls_cert && (!cert || !key))) {
+        free(ca);
+        free(cert);
+        free(key);
+        return NULL;
+    }
+    pair.private_key = key;
+    pair.cert_chain = cert;
+    creds = grpc_ssl_credentials_create_ex(ca, cert ? &pair : NULL, NULL, NULL);
+    free(ca);
+    free(cert);
+    free(key);
+    return creds;
+}
+
 int main(int argc, char **argv)
 {
     if (parse_args(argc, argv) != 0) {
@@ -1108,15 +1155,20 @@ int main(int argc, char **argv)
 
     grpc_init();
     g_method = grpc_slice_from_static_string(opt.method ? opt.method : kinds[opt.kind].path);
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_credentials *creds = channel_credentials();
+    if (!creds)
+        return 2;
     g_channels = calloc(opt.connections, sizeof(*g_channels));
     for (uint64_t i = 0; i < opt.connections; i++) {
         /* a distinct arg per channel: separate subchannels, hence separate TCP connections */
-        grpc_arg args[1];
+        grpc_arg args[2];
         args[0].type = GRPC_ARG_INTEGER;
         args[0].key = "skyrelay.loadgen.connection";
         args[0].value.integer = (int)i;
-        grpc_channel_args chargs = {1, args};
+        args[1].type = GRPC_ARG_STRING;
+        args[1].key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        args[1].value.string = (char *)opt.tls_server_name;
+        grpc_channel_args chargs = {opt.tls_server_name ? 2 : 1, args};
         g_channels[i] = grpc_channel_create(opt.target, creds, &chargs);
     }
     grpc_channel_credentials_release(creds);
