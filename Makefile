@@ -9,7 +9,7 @@
 
 CC      ?= gcc
 BUILD   := build
-PKGS    := grpc gpr libprotobuf-c libuv yaml-0.1 libcurl json-c libisal
+PKGS    := grpc gpr libprotobuf-c libuv yaml-0.1 libcurl json-c libisal libcrypto
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # pkg-config is evaluated lazily (and once) so that `make run` / `make test` on a
@@ -149,6 +149,7 @@ $(BUILD)/unit/%: $(BUILD)/san/test/unit/%.o $(BUILD)/libskyrelay-san.a
 # test/fuzz/corpus/<name>; new inputs are kept in $(BUILD)/fuzz/corpus-<name>. The config
 # target also starts from the shipped config/skyrelay.yaml, copied (never kept by hand).
 FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?= wire config schema disklog k8s http
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-std=c11 -D_GNU_SOURCE -DSR_VERSION=\"$(VERSION)\" -Iinclude $(PKG_CFLAGS)
 $(BUILD)/fuzz/fuzz_wire: test/fuzz/fuzz_wire.c src/receiver/wire.c src/receiver/context.c
@@ -170,13 +171,21 @@ $(BUILD)/fuzz/fuzz_disklog: test/fuzz/fuzz_disklog.c src/queue/disklog.c src/que
 		src/core/clock.c src/core/log.c
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
+# the Kubernetes watch stream splitter and the Pod / EndpointSlice / Status readers
+$(BUILD)/fuzz/fuzz_k8s: test/fuzz/fuzz_k8s.c src/discovery/k8s_parse.c src/discovery/k8s_table.c
+	@mkdir -p $(dir $@)
+	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
+# the admin port's request-head parser and its bearer-token check
+$(BUILD)/fuzz/fuzz_http: test/fuzz/fuzz_http.c src/admin/http_parse.c src/server/auth.c
+	@mkdir -p $(dir $@)
+	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
 FUZZ_CONFIG_SEED := $(BUILD)/fuzz/corpus-config-seed/shipped.yaml
 $(FUZZ_CONFIG_SEED): config/skyrelay.yaml
 	@mkdir -p $(dir $@)
 	$(Q)cp $< $@
 fuzz: $(BUILD)/fuzz/fuzz_wire $(BUILD)/fuzz/fuzz_config $(BUILD)/fuzz/fuzz_schema \
-		$(BUILD)/fuzz/fuzz_disklog $(FUZZ_CONFIG_SEED)
-	$(Q)for t in wire config schema disklog; do \
+		$(BUILD)/fuzz/fuzz_disklog $(BUILD)/fuzz/fuzz_k8s $(BUILD)/fuzz/fuzz_http $(FUZZ_CONFIG_SEED)
+	$(Q)for t in $(FUZZ_TARGETS); do \
 	    seeds=test/fuzz/corpus/$$t; \
 	    case $$t in config) seeds="$$seeds $(dir $(FUZZ_CONFIG_SEED))";; esac; \
 	    mkdir -p $(BUILD)/fuzz/corpus-$$t; \

@@ -3,14 +3,14 @@
 # quiet when everything is present; runs apt-get update once before the first
 # install on a fresh machine. Needs root (or sudo) only when something is missing.
 #
-# REQUIRED: building and the tests that must run everywhere.
+# REQUIRED: building and the tests that must run everywhere (clang: the libFuzzer targets CI runs).
 # OPTIONAL: tools some tests use when present (they say so when they skip):
 #   prometheus (promtool), nodejs + npm (the real Node.js agent test),
 #   nginx + nghttp2-client (h2load) (make bench-compare).
 set -e
 REQUIRED="gcc make pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
-libuv1-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev libjson-c-dev libisal-dev openssl \
-python3 python3-grpcio python3-protobuf protobuf-compiler python3-yaml procps"
+libuv1-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev libjson-c-dev libisal-dev libssl-dev openssl \
+python3 python3-grpcio python3-protobuf protobuf-compiler python3-yaml procps clang"
 OPTIONAL="prometheus nginx nghttp2-client"
 # a NodeSource nodejs conflicts with Debian's npm: only when no node is installed
 command -v node >/dev/null 2>&1 || OPTIONAL="$OPTIONAL nodejs npm"

@@ -244,6 +244,18 @@ static void on_pending_nodes(uv_async_t *a)
     if (have) apply_nodes(nodes, n);
 }
 
+/* A token whose variable is missing turns its check off (an empty token means none): say so
+ * at start, naming the variable, since a Secret key that is not there leaves it unset. */
+static void warn_missing_secrets(const struct sr_config *cfg)
+{
+    const char *var = sr_config_unset_env_of(cfg, "server.authentication");
+    if (var)
+        SR_WARN("main", "server.authentication is empty because environment variable %s is not "
+                "set (or empty): agents are NOT authenticated; set %s to require a token",
+                var, var);
+}
+
+
 static void close_handle(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -364,6 +376,7 @@ static int run(const struct sr_config *cfg)
         }
     SR_INFO("main", "skyrelay %s listening on %s (port %d), %u workers, %zu upstream nodes",
             SR_VERSION, addr, port, rt.n_workers, (size_t)rt.up.present);
+    warn_missing_secrets(cfg);
     {
         const char *src = NULL;
         uint64_t total = sr_queue_budget_total(rt.cfg, &src);

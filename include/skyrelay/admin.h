@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "skyrelay/worker.h"
@@ -18,6 +19,19 @@ int sr_admin_start(uv_loop_t *loop, const char *address, struct sr_runtime *rt);
 
 /* Closes the listener and open admin connections (their handles close on the loop). */
 void sr_admin_stop(void);
+
+/* The admin port's refusals and closes since start (docs/metrics.md, skyrelay_admin_*). */
+struct sr_admin_stats {
+    uint64_t open;                /* connections open now */
+    uint64_t refused_peer_limit;  /* closed at accept: telemetry.admin.max_connections_per_peer */
+    uint64_t refused_total_limit; /* closed at accept: max_connections, every one busy writing */
+    uint64_t evicted;             /* the oldest idle one, closed for a new one (max_connections) */
+    uint64_t header_timeouts;     /* request head not complete within header_timeout */
+    uint64_t unauthorized;        /* /metrics answered 401 (telemetry.admin.token) */
+};
+
+/* Fills *out. Main thread (the counters are atomics: any thread reads a recent value). */
+void sr_admin_stats(struct sr_admin_stats *out);
 
 /* Renders the metrics of rt (summed over workers) in Prometheus text format.
  * Returns owned (free()), NUL-terminated; *len gets the length. NULL on ENOMEM. */

@@ -105,6 +105,7 @@ struct sr_k8s_config {
     char *bearer_token_file; /* NULL = the service account token */
     char *ca_file;         /* NULL = the service account CA */
     bool insecure_skip_verify;
+    bool allow_insecure_http; /* an http:// api_server is refused unless set (the token in clear) */
 };
 
 struct sr_node_config {
@@ -112,8 +113,17 @@ struct sr_node_config {
     uint32_t weight; /* from "host:port#weight"; 1 when absent */
 };
 
+/* A string key that came out empty because the variable of its ${NAME} placeholder was
+ * unset or empty: start-up names the variable for the secrets (src/main.c). */
+struct sr_config_unset_env {
+    const char *key; /* the key's dotted path (static storage) */
+    char *name;      /* the variable's name (owned) */
+};
+
 struct sr_config {
     char *path; /* owned copy of the file name */
+    struct sr_config_unset_env *unset_env; /* owned array, in file order */
+    size_t n_unset_env;
 
     struct {
         char *address;           /* listen address, "0.0.0.0:11800" */
@@ -190,6 +200,13 @@ struct sr_config {
         char *service;            /* self meters' service name */
         char *instance;           /* self meters' instance name (default: hostname) */
         uint32_t interval_ms;     /* self meters are sent this often */
+        struct {
+            uint32_t max_connections;          /* admin connections in all; then the oldest
+                                                * still reading is closed for a new one */
+            uint32_t max_connections_per_peer; /* from one IP address; more are refused */
+            uint32_t header_timeout_ms;        /* a request head must arrive within this */
+            char *token;                       /* bearer token for /metrics; NULL = none */
+        } admin;
     } telemetry;
 
     struct {
@@ -239,6 +256,10 @@ void sr_config_deinit(struct sr_config *cfg);
  * same config, except that server.authentication and upstream.authentication, when set,
  * are written as "<redacted>". Borrows cfg. Returns 0, or -1 when writing failed. */
 int sr_config_print(const struct sr_config *cfg, FILE *out);
+
+/* The variable whose absence (unset or empty) left string key `key` (dotted path) empty,
+ * or NULL when the key has a value or is empty without a placeholder. Borrowed from cfg. */
+const char *sr_config_unset_env_of(const struct sr_config *cfg, const char *key);
 
 /* Name of a routing policy as used in YAML and by the balancer registry. */
 const char *sr_routing_policy_name(int policy);

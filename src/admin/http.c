@@ -7,29 +7,52 @@
  * connection (RST) when the client sent more than we read, and a reset may
  * destroy the response in flight; waiting is bounded by the same timer.
  *
- * Bounded so that the port cannot hurt the relay: at most MAX_CONNS admin
- * connections (more are accepted and closed at once), a request head of at
- * most MAX_HEAD bytes (else 431), and TIMEOUT_MS per connection phase (reading
- * the request; writing the response and waiting for the close). The data path
- * never sees any of it: a scrape reads the counters the workers keep anyway. */
+ * Bounded so that the port cannot hurt the relay, and so that one client
+ * cannot keep kubelet's probes from being answered (telemetry.admin.*):
+ *   - at most max_connections_per_peer connections from one IP address: more
+ *     are accepted and closed at once;
+ *   - at most max_connections in all: a new connection then closes the oldest
+ *     one that is still sending its request or already answered (a probe needs
+ *     a millisecond, so what is old is idle or slow), and is refused only when
+ *     every connection is busy writing a response;
+ *   - the request head (at most MAX_HEAD bytes, else 431) must be complete
+ *     within header_timeout of the accept, however slowly it trickles in; the
+ *     write and the wait for the client's close get WRITE_TIMEOUT_MS, then
+ *     header_timeout.
+ * Each refusal and close is counted (sr_admin_stats, /metrics). /metrics
+ * may require a bearer token (telemetry.admin.token); /healthz and /readyz
+ * never do, since probes cannot send one. The request head is parsed by the
+ * pure function in http_parse.c (fuzzed). The data path never sees any of
+ * it: a scrape reads the counters the workers keep anyway. */
 #include <netdb.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "internal.h"
 #include "skyrelay/admin.h"
 #include "skyrelay/log.h"
 
-#define MAX_CONNS 64
 #define MAX_HEAD 8192
-#define TIMEOUT_MS 10000
+#define WRITE_TIMEOUT_MS 10000
+/* used until a config is there (tests start the port without one) */
+#define DEFAULT_MAX_CONNS 64
+#define DEFAULT_MAX_PER_PEER 16
+#define DEFAULT_HEADER_TIMEOUT_MS 2000
 
 enum conn_state {
     C_READING,    /* collecting the request head */
     C_RESPONDING, /* response being written */
     C_LINGERING,  /* response written and FIN sent: waiting for the client's close */
+};
+
+/* A peer's IP address (an IPv4-mapped IPv6 address counts as the IPv4 one). */
+struct peer {
+    int family; /* AF_INET, AF_INET6, 0 = unknown */
+    uint8_t addr[16];
 };
 
 struct conn {
@@ -41,7 +64,10 @@ struct conn {
     enum conn_state state;
     int open_handles; /* freed when both tcp and timer have closed */
     bool closing;
+    bool listed; /* in admin.conns (a refused connection never is) */
     bool peer_eof;
+    struct peer peer;
+    uint64_t seq; /* accept order: the lowest is the oldest */
     size_t len;
     char head[MAX_HEAD];
     char status[256]; /* response status line and headers */
@@ -57,7 +83,40 @@ static struct {
     bool listening;
     struct conn *conns;
     unsigned n_conns;
+    uint64_t next_seq;
+    struct {
+        _Atomic uint64_t refused_peer, refused_total, evicted, header_timeout, unauthorized;
+    } st;
 } admin;
+
+/* ---- settings (read per connection: a reloaded config applies to the next one) ---- */
+
+static const struct sr_config *cfg_of(void)
+{
+    return admin.rt ? admin.rt->cfg : NULL;
+}
+
+static uint32_t header_timeout_ms(void)
+{
+    const struct sr_config *cfg = cfg_of();
+    return cfg && cfg->telemetry.admin.header_timeout_ms ? cfg->telemetry.admin.header_timeout_ms
+                                                         : DEFAULT_HEADER_TIMEOUT_MS;
+}
+
+static unsigned max_conns(void)
+{
+    const struct sr_config *cfg = cfg_of();
+    return cfg && cfg->telemetry.admin.max_connections ? cfg->telemetry.admin.max_connections
+                                                       : DEFAULT_MAX_CONNS;
+}
+
+static unsigned max_per_peer(void)
+{
+    const struct sr_config *cfg = cfg_of();
+    return cfg && cfg->telemetry.admin.max_connections_per_peer
+               ? cfg->telemetry.admin.max_connections_per_peer
+               : DEFAULT_MAX_PER_PEER;
+}
 
 /* ---- connection lifetime ---- */
 
@@ -80,19 +139,27 @@ static void conn_close(struct conn *c)
 {
     if (c->closing) return;
     c->closing = true;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        admin.conns = c->next;
-    if (c->next) c->next->prev = c->prev;
-    admin.n_conns--;
+    if (c->listed) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            admin.conns = c->next;
+        if (c->next) c->next->prev = c->prev;
+        admin.n_conns--;
+    }
     close_handle(c, (uv_handle_t *)&c->tcp);
     close_handle(c, (uv_handle_t *)&c->timer);
 }
 
 static void on_timeout(uv_timer_t *t)
 {
-    conn_close(t->data);
+    struct conn *c = t->data;
+    if (c->state == C_READING) {
+        atomic_fetch_add_explicit(&admin.st.header_timeout, 1, memory_order_relaxed);
+        SR_LOG_RL(SR_LOG_WARN, "admin", "request head not complete within %u ms: closing",
+                  header_timeout_ms());
+    }
+    conn_close(c);
 }
 
 /* ---- response ---- */
@@ -106,6 +173,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
         return;
     }
     c->state = C_LINGERING; /* on_read closes on the client's EOF; the timer bounds it */
+    uv_timer_start(&c->timer, on_timeout, header_timeout_ms(), 0);
 }
 
 static void on_written(uv_write_t *req, int status)
@@ -129,7 +197,7 @@ static void respond(struct conn *c, int code, const char *reason, const char *ty
     c->body_len = body_len;
     c->body_owned = owned;
     c->state = C_RESPONDING;
-    uv_timer_start(&c->timer, on_timeout, TIMEOUT_MS, 0); /* a fresh budget to write and linger */
+    uv_timer_start(&c->timer, on_timeout, WRITE_TIMEOUT_MS, 0); /* a fresh budget to write */
     bufs[0] = uv_buf_init(c->status, (unsigned)n);
     bufs[1] = uv_buf_init(body, (unsigned)body_len);
     if (uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs, body_len ? 2 : 1, on_written) != 0)
@@ -143,32 +211,33 @@ static void respond_text(struct conn *c, int code, const char *reason, const cha
             strlen(text), false);
 }
 
-/* The head is complete (c->head[0..end) holds it): parse the request line and
- * route. Only the request line matters; the headers are not needed. */
+static bool path_is(const struct sr_admin_request *r, const char *path)
+{
+    return r->path_len == strlen(path) && memcmp(r->path, path, r->path_len) == 0;
+}
+
+/* The head is complete (c->head[0..c->len) ends with CRLFCRLF): route it. */
 static void handle_request(struct conn *c)
 {
-    char *line = c->head, *eol = memchr(c->head, '\r', c->len);
-    char *method, *target, *version, *save = NULL, *q;
+    struct sr_admin_request req;
+    const struct sr_config *cfg = cfg_of();
 
-    if (!eol) eol = c->head + c->len; /* cannot happen: the head ends in CRLFCRLF */
-    *eol = '\0';
-    method = strtok_r(line, " ", &save);
-    target = strtok_r(NULL, " ", &save);
-    version = strtok_r(NULL, " ", &save);
-    if (!method || !target || !version || strtok_r(NULL, " ", &save) ||
-        strncmp(version, "HTTP/1.", 7) != 0) {
+    if (sr_admin_parse_head(c->head, c->len, &req) != 0) {
         respond_text(c, 400, "Bad Request", "bad request\n", NULL);
         return;
     }
-    if (strcmp(method, "GET") != 0) {
+    if (req.method_len != 3 || memcmp(req.method, "GET", 3) != 0) {
         respond_text(c, 405, "Method Not Allowed", "method not allowed\n", "Allow: GET\r\n");
         return;
     }
-    if ((q = strchr(target, '?')) != NULL) *q = '\0'; /* no route takes parameters */
-    if (strcmp(target, "/metrics") == 0 && admin.rt->cfg &&
-        !admin.rt->cfg->telemetry.export_prometheus) {
+    if (path_is(&req, "/metrics") && cfg && !cfg->telemetry.export_prometheus) {
         respond_text(c, 404, "Not Found", "metrics export is off (telemetry.export)\n", NULL);
-    } else if (strcmp(target, "/metrics") == 0) {
+    } else if (path_is(&req, "/metrics") &&
+               !sr_admin_bearer_ok(&req, cfg ? cfg->telemetry.admin.token : NULL)) {
+        atomic_fetch_add_explicit(&admin.st.unauthorized, 1, memory_order_relaxed);
+        respond_text(c, 401, "Unauthorized", "missing or wrong bearer token\n",
+                     "WWW-Authenticate: Bearer realm=\"skyrelay\"\r\n");
+    } else if (path_is(&req, "/metrics")) {
         size_t len = 0;
         char *body = sr_metrics_render(admin.rt, &len);
         if (!body) {
@@ -176,9 +245,9 @@ static void handle_request(struct conn *c)
             return;
         }
         respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL, body, len, true);
-    } else if (strcmp(target, "/healthz") == 0) {
+    } else if (path_is(&req, "/healthz")) {
         respond_text(c, 200, "OK", "ok", NULL);
-    } else if (strcmp(target, "/readyz") == 0) {
+    } else if (path_is(&req, "/readyz")) {
         if (sr_ready(admin.rt))
             respond_text(c, 200, "OK", "ready", NULL);
         else
@@ -235,30 +304,55 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 /* ---- listener ---- */
 
-static void on_reject_closed(uv_handle_t *h)
+static void peer_of(uv_tcp_t *t, struct peer *p)
 {
-    free(h);
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    memset(p, 0, sizeof(*p));
+    if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len) != 0) return;
+    if (ss.ss_family == AF_INET) {
+        p->family = AF_INET;
+        memcpy(p->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            p->family = AF_INET;
+            memcpy(p->addr, a->s6_addr + 12, 4);
+        } else {
+            p->family = AF_INET6;
+            memcpy(p->addr, a->s6_addr, 16);
+        }
+    }
+}
+
+static unsigned count_peer(const struct peer *p)
+{
+    unsigned n = 0;
+    if (p->family == 0) return 0; /* unknown: only the total cap applies */
+    for (const struct conn *c = admin.conns; c; c = c->next)
+        if (c->peer.family == p->family && memcmp(c->peer.addr, p->addr, 16) == 0) n++;
+    return n;
+}
+
+/* The oldest connection that is still reading its request or already answered. */
+static struct conn *oldest_idle(void)
+{
+    struct conn *best = NULL;
+    for (struct conn *c = admin.conns; c; c = c->next)
+        if (c->state != C_RESPONDING && (!best || c->seq < best->seq)) best = c;
+    return best;
 }
 
 static void on_connection(uv_stream_t *server, int status)
 {
     struct conn *c;
+    char why[64];
+
     if (status < 0) {
         SR_LOG_RL(SR_LOG_WARN, "admin", "accept: %s", uv_strerror(status));
         return;
     }
-    if (admin.n_conns >= MAX_CONNS) {
-        /* accept and close at once: leaving it in the backlog would only
-         * make libuv call back again */
-        uv_tcp_t *t = malloc(sizeof(*t));
-        if (!t) return;
-        uv_tcp_init(admin.loop, t);
-        if (uv_accept(server, (uv_stream_t *)t) == 0)
-            SR_LOG_RL(SR_LOG_WARN, "admin", "%d admin connections open: closing a new one",
-                      MAX_CONNS);
-        uv_close((uv_handle_t *)t, on_reject_closed);
-        return;
-    }
+    /* accepted even when it is refused: left in the backlog, libuv would only call back again */
     c = calloc(1, sizeof(*c));
     if (!c) return;
     uv_tcp_init(admin.loop, &c->tcp);
@@ -268,17 +362,56 @@ static void on_connection(uv_stream_t *server, int status)
     c->write.data = c;
     c->shutdown.data = c;
     c->open_handles = 2;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    peer_of(&c->tcp, &c->peer);
+    if (count_peer(&c->peer) >= max_per_peer()) {
+        atomic_fetch_add_explicit(&admin.st.refused_peer, 1, memory_order_relaxed);
+        SR_LOG_RL(SR_LOG_WARN, "admin", "%u admin connections from %s: closing a new one",
+                  max_per_peer(),
+                  uv_inet_ntop(c->peer.family, c->peer.addr, why, sizeof why) == 0 ? why : "?");
+        conn_close(c);
+        return;
+    }
+    if (admin.n_conns >= max_conns()) {
+        struct conn *old = oldest_idle();
+        if (!old) {
+            atomic_fetch_add_explicit(&admin.st.refused_total, 1, memory_order_relaxed);
+            SR_LOG_RL(SR_LOG_WARN, "admin", "%u admin connections busy: closing a new one",
+                      max_conns());
+            conn_close(c);
+            return;
+        }
+        atomic_fetch_add_explicit(&admin.st.evicted, 1, memory_order_relaxed);
+        SR_LOG_RL(SR_LOG_WARN, "admin", "%u admin connections open: closing the oldest idle one",
+                  max_conns());
+        conn_close(old);
+    }
+    c->seq = admin.next_seq++;
+    c->listed = true;
     c->next = admin.conns;
     if (admin.conns) admin.conns->prev = c;
     admin.conns = c;
     admin.n_conns++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
         conn_close(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    uv_timer_start(&c->timer, on_timeout, TIMEOUT_MS, 0);
+    /* from the accept, not from the last byte: a client trickling its head is not renewed */
+    uv_timer_start(&c->timer, on_timeout, header_timeout_ms(), 0);
+}
+
+void sr_admin_stats(struct sr_admin_stats *out)
+{
+    out->open = admin.n_conns;
+    out->refused_peer_limit = atomic_load_explicit(&admin.st.refused_peer, memory_order_relaxed);
+    out->refused_total_limit = atomic_load_explicit(&admin.st.refused_total, memory_order_relaxed);
+    out->evicted = atomic_load_explicit(&admin.st.evicted, memory_order_relaxed);
+    out->header_timeouts = atomic_load_explicit(&admin.st.header_timeout, memory_order_relaxed);
+    out->unauthorized = atomic_load_explicit(&admin.st.unauthorized, memory_order_relaxed);
 }
 
 /* "host:port", ":port" (every interface), "[v6]:port". A host that is not a

@@ -492,6 +492,32 @@ static void render_discovery(struct sr_buf *o, const struct sr_runtime *rt)
     sample(o, "skyrelay_discovery_nodes", "finder", f->name, st.nodes);
 }
 
+/* The admin port's own refusals (src/admin/http.c): what a starved probe would look like. */
+static void render_admin(struct sr_buf *o)
+{
+    struct sr_admin_stats st;
+    sr_admin_stats(&st);
+    family(o, "skyrelay_admin_connections", "gauge", "Admin HTTP connections open.");
+    sample(o, "skyrelay_admin_connections", NULL, NULL, st.open);
+    family(o, "skyrelay_admin_connections_refused_total", "counter",
+           "Admin connections closed at accept: reason peer_limit "
+           "(telemetry.admin.max_connections_per_peer) or total_limit (max_connections, all busy).");
+    sample(o, "skyrelay_admin_connections_refused_total", "reason", "peer_limit",
+           st.refused_peer_limit);
+    sample(o, "skyrelay_admin_connections_refused_total", "reason", "total_limit",
+           st.refused_total_limit);
+    family(o, "skyrelay_admin_connections_closed_total", "counter",
+           "Admin connections skyrelay closed early: reason header_timeout (request head not "
+           "complete within telemetry.admin.header_timeout) or evicted (oldest idle one, for a "
+           "new connection at max_connections).");
+    sample(o, "skyrelay_admin_connections_closed_total", "reason", "header_timeout",
+           st.header_timeouts);
+    sample(o, "skyrelay_admin_connections_closed_total", "reason", "evicted", st.evicted);
+    family(o, "skyrelay_admin_unauthorized_total", "counter",
+           "/metrics requests answered 401: missing or wrong bearer token (telemetry.admin.token).");
+    sample(o, "skyrelay_admin_unauthorized_total", NULL, NULL, st.unauthorized);
+}
+
 char *sr_metrics_render(struct sr_runtime *rt, size_t *len)
 {
     struct sr_buf o;
@@ -506,6 +532,7 @@ char *sr_metrics_render(struct sr_runtime *rt, size_t *len)
     render_pipes(&o, rt);
     render_nodes(&o, rt);
     render_discovery(&o, rt);
+    render_admin(&o);
     render_process(&o);
     return sr_buf_steal(&o, len); /* NULL if an allocation failed */
 }

@@ -135,6 +135,9 @@ void sr_config_defaults(struct sr_config *cfg)
     cfg->telemetry.export_prometheus = true;
     cfg->telemetry.service = default_telemetry_service;
     cfg->telemetry.interval_ms = 10 * SEC;
+    cfg->telemetry.admin.max_connections = 64;
+    cfg->telemetry.admin.max_connections_per_peer = 16;
+    cfg->telemetry.admin.header_timeout_ms = 2 * SEC;
     cfg->queue.disk.max_bytes = 1 * GIB;
     cfg->queue.disk.min_free = 64 * MIB;
     cfg->queue.disk.segment_size = 16 * MIB;
@@ -162,9 +165,18 @@ static void free_string(char *p)
     if (!sr_config_is_default_string(p)) free(p);
 }
 
+const char *sr_config_unset_env_of(const struct sr_config *cfg, const char *key)
+{
+    for (size_t i = 0; i < cfg->n_unset_env; i++)
+        if (strcmp(cfg->unset_env[i].key, key) == 0) return cfg->unset_env[i].name;
+    return NULL;
+}
+
 void sr_config_deinit(struct sr_config *cfg)
 {
     free(cfg->path);
+    for (size_t i = 0; i < cfg->n_unset_env; i++) free(cfg->unset_env[i].name);
+    free(cfg->unset_env);
     free_string(cfg->server.address);
     free(cfg->server.authentication);
     free_string(cfg->telemetry.prometheus_address);
@@ -179,6 +191,7 @@ void sr_config_deinit(struct sr_config *cfg)
     free(cfg->upstream.kubernetes.api_server);
     free(cfg->upstream.kubernetes.bearer_token_file);
     free(cfg->upstream.kubernetes.ca_file);
+    free(cfg->telemetry.admin.token);
     free(cfg->server.tls.cert_file);
     free(cfg->server.tls.key_file);
     free(cfg->server.tls.client_ca_file);
@@ -272,6 +285,8 @@ static const struct sr_config_key head[] = {
     {"upstream.kubernetes.ca_file", K_STRING, OFF(cfg.upstream.kubernetes.ca_file), 0, 0, NULL},
     {"upstream.kubernetes.insecure_skip_verify", K_BOOL,
      OFF(cfg.upstream.kubernetes.insecure_skip_verify), 0, 0, NULL},
+    {"upstream.kubernetes.allow_insecure_http", K_BOOL,
+     OFF(cfg.upstream.kubernetes.allow_insecure_http), 0, 0, NULL},
     {"upstream.addresses", K_NODES, OFF(cfg.upstream.nodes), 0, 0, NULL},
     {"upstream.call_timeout", K_DURATION, OFF(cfg.upstream.call_timeout_ms), 10, HOUR, NULL},
     {"upstream.backoff_initial", K_DURATION, OFF(cfg.upstream.backoff_initial_ms), 1, 10 * MIN,
@@ -327,6 +342,13 @@ static const struct sr_config_key tail[] = {
     {"telemetry.service", K_STRING, OFF(cfg.telemetry.service), 0, 0, NULL},
     {"telemetry.instance", K_STRING, OFF(cfg.telemetry.instance), 0, 0, NULL},
     {"telemetry.interval", K_DURATION, OFF(cfg.telemetry.interval_ms), 1000, HOUR, NULL},
+    {"telemetry.admin.max_connections", K_U32, OFF(cfg.telemetry.admin.max_connections), 1, 100000,
+     NULL},
+    {"telemetry.admin.max_connections_per_peer", K_U32,
+     OFF(cfg.telemetry.admin.max_connections_per_peer), 1, 100000, NULL},
+    {"telemetry.admin.header_timeout", K_DURATION, OFF(cfg.telemetry.admin.header_timeout_ms), 100,
+     MIN, NULL},
+    {"telemetry.admin.token", K_STRING, OFF(cfg.telemetry.admin.token), 0, 0, NULL},
     {"shutdown.grace_period", K_DURATION, OFF(cfg.shutdown.grace_period_ms), 0, HOUR, NULL},
     {"shutdown.stream_grace", K_DURATION, OFF(cfg.shutdown.stream_grace_ms), 0, HOUR, NULL},
 };

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "skyrelay/config.h"
 
@@ -76,6 +77,9 @@ struct sr_config_expanded {
     const char *env_name; /* borrows the input: first placeholder whose value came from the
                              environment, NULL if none */
     size_t env_name_len;
+    const char *unset_name; /* borrows the input: first placeholder whose variable was unset
+                               or empty (its default, if any, was taken), NULL if none */
+    size_t unset_name_len;
 };
 
 /* Substitutes every ${NAME} / ${NAME:default} in in[0..len). An unset or empty

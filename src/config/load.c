@@ -261,6 +261,32 @@ static void join_names(const char *const *names, char *buf, size_t n)
     }
 }
 
+/* Remembers that `key` is empty because x's first unset variable was missing (a key
+ * bound twice keeps one entry). Returns 0 or -ENOMEM. */
+static int note_unset_env(struct sr_config *cfg, const char *key,
+                          const struct sr_config_expanded *x)
+{
+    struct sr_config_unset_env *e = NULL, *v;
+    char *name = strndup(x->unset_name, x->unset_name_len);
+    if (!name) return -ENOMEM;
+    for (size_t i = 0; i < cfg->n_unset_env && !e; i++)
+        if (strcmp(cfg->unset_env[i].key, key) == 0) e = &cfg->unset_env[i];
+    if (!e) {
+        v = realloc(cfg->unset_env, (cfg->n_unset_env + 1) * sizeof(*v));
+        if (!v) {
+            free(name);
+            return -ENOMEM;
+        }
+        cfg->unset_env = v;
+        e = &v[cfg->n_unset_env++];
+        e->name = NULL;
+    }
+    free(e->name);
+    e->key = key;
+    e->name = name;
+    return 0;
+}
+
 static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char *path)
 {
     const struct sr_config_key *k = &c->keys[ki];
@@ -346,6 +372,8 @@ static void bind_leaf(struct ctx *c, size_t ki, const yaml_node_t *v, const char
         }
         if (!sr_config_is_default_string(*dst)) free(*dst);
         *dst = copy;
+        if (!copy && x.unset_name && note_unset_env(&c->s.cfg, k->path, &x) != 0)
+            report(c, v, path, "out of memory");
         break;
     }
     case K_LEVEL:

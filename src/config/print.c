@@ -15,7 +15,8 @@
 #include "skyrelay/config.h"
 #include "skyrelay/log.h"
 
-static const char *const secrets[] = {"server.authentication", "upstream.authentication"};
+static const char *const secrets[] = {"server.authentication", "upstream.authentication",
+                                      "telemetry.admin.token"};
 
 static bool is_secret(const char *path)
 {

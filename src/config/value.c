@@ -279,15 +279,21 @@ static int expand(struct sbuf *b, const char *s, size_t len, int depth,
                 out->env_name_len = name_len;
             }
             rc = add_unquoted(b, env, strlen(env));
-        } else if (def) {
-            struct sbuf sub = {0};
-            if (depth >= MAX_NESTING) {
-                *why = "placeholders nested too deeply";
-                return -1;
+        } else {
+            if (!out->unset_name) { /* a missing secret is named at start (src/main.c) */
+                out->unset_name = name;
+                out->unset_name_len = name_len;
             }
-            rc = expand(&sub, def, def_len, depth + 1, out, why);
-            if (rc == 0) rc = add_unquoted(b, sub.p ? sub.p : "", sub.len);
-            free(sub.p);
+            if (def) {
+                struct sbuf sub = {0};
+                if (depth >= MAX_NESTING) {
+                    *why = "placeholders nested too deeply";
+                    return -1;
+                }
+                rc = expand(&sub, def, def_len, depth + 1, out, why);
+                if (rc == 0) rc = add_unquoted(b, sub.p ? sub.p : "", sub.len);
+                free(sub.p);
+            }
         }
         i = end + 1;
     }

@@ -49,6 +49,19 @@ static int resolve_server(struct sr_k8s_settings *s, const struct sr_k8s_config 
             SR_ERROR("k8s", "upstream.kubernetes.api_server: must start with https:// or http://");
             return -1;
         }
+        /* the service account token would travel in cleartext: only on explicit request
+         * (kubectl proxy on loopback, a test server) */
+        if (strncmp(cfg->api_server, "http://", 7) == 0 && !cfg->allow_insecure_http) {
+            SR_ERROR("k8s", "upstream.kubernetes.api_server: %s is cleartext http://, which would "
+                     "send the bearer token unencrypted; use https://, or set "
+                     "upstream.kubernetes.allow_insecure_http: true (e.g. for kubectl proxy on "
+                     "localhost)", cfg->api_server);
+            return -1;
+        }
+        if (strncmp(cfg->api_server, "http://", 7) == 0)
+            SR_WARN("k8s", "upstream.kubernetes.api_server %s is cleartext http:// "
+                    "(allow_insecure_http): the bearer token is sent unencrypted",
+                    cfg->api_server);
         s->base_url = strdup(cfg->api_server);
         if (!s->base_url) return -1;
         size_t n = strlen(s->base_url);

@@ -9,7 +9,11 @@
  *         -> newline-delimited JSON events applied to that set; each event
  *            (bookmarks too) moves RV forward, so when the server ends the
  *            watch after timeoutSeconds we simply watch again from RV.
- *   ERROR 410 (RV too old, "Expired") -> LIST again at once.
+ *   ERROR 410 (RV too old, "Expired") -> LIST again at once; but when 410s
+ *         follow each other with no event in between (a server or a caching
+ *         proxy that cannot watch from the RV its own LIST gave), wait first:
+ *         250 ms doubling to 30 s, jittered (gone_delay), so that a stuck
+ *         server is not hammered with LISTs by every replica in step.
  *   anything else going wrong (connect, TLS, HTTP status, a cut stream, a
  *   line that is not an event) -> count an error, back off 1 s doubling to
  *   30 s, LIST again. The nodes found so far stay published meanwhile: an
@@ -47,6 +51,7 @@
 
 #define BACKOFF_INITIAL_MS 1000
 #define BACKOFF_MAX_MS 30000
+#define GONE_BACKOFF_INITIAL_MS 250
 #define MAX_EVENT_LINE (16u << 20)
 
 enum outcome {
@@ -425,12 +430,25 @@ done:
     return out;
 }
 
+/* The wait before the LIST after the streak-th 410 in a row (1: none): doubling from
+ * GONE_BACKOFF_INITIAL_MS up to BACKOFF_MAX_MS, then a random point in its upper half, so
+ * that replicas that all got the 410 at once do not relist in step. */
+static uint32_t gone_delay(uint32_t streak, unsigned *seed)
+{
+    uint32_t d = BACKOFF_MAX_MS;
+    if (streak <= 1) return 0;
+    if (streak - 2 < 8 && (GONE_BACKOFF_INITIAL_MS << (streak - 2)) < BACKOFF_MAX_MS)
+        d = GONE_BACKOFF_INITIAL_MS << (streak - 2);
+    return d / 2 + (uint32_t)rand_r(seed) % (d / 2 + 1);
+}
+
 static void *watcher_main(void *arg)
 {
     struct watcher *w = arg;
     struct finder *f = w->f;
-    uint32_t backoff = 0;
+    uint32_t backoff = 0, gone_streak = 0;
     bool need_list = true;
+    unsigned seed = (unsigned)now_ms() ^ (unsigned)(uintptr_t)w;
 
     /* signals stay with the main thread: the mask was inherited full from sr_k8s_finder_start */
     while (!stopping(f)) {
@@ -444,10 +462,21 @@ static void *watcher_main(void *arg)
         }
         switch (do_watch(w)) {
         case W_END:
+            gone_streak = 0;
             continue;
-        case W_GONE:
+        case W_GONE: {
+            /* the 410 itself is the watch's only event when it brought no progress */
+            uint32_t delay;
+            gone_streak = w->events > 1 ? 1 : gone_streak + 1;
+            delay = gone_delay(gone_streak, &seed);
             need_list = true;
+            if (delay) {
+                SR_LOG_RL(SR_LOG_WARN, "k8s", "namespace %s: %u watches in a row answered 410 "
+                          "Gone at once; listing again in %u ms", w->ns, gone_streak, delay);
+                if (!sleep_ms(f, delay)) return NULL;
+            }
             continue;
+        }
         case W_STOP:
             return NULL;
         case W_FAIL:

@@ -68,7 +68,7 @@ class _Watch:
 
 
 class FakeK8s:
-    def __init__(self, workdir, token="test-token"):
+    def __init__(self, workdir, token="test-token", tls=True):
         self.workdir = workdir
         self.token = token
         self.cond = threading.Condition()
@@ -79,6 +79,7 @@ class FakeK8s:
         self.open_watches = []
         self._requests = []
         self.closing = False
+        self.always_gone = False  # every watch answers 410 at once (a server that cannot watch)
 
         self.ca_file = os.path.join(workdir, "k8s-ca.crt")
         self.key_file = os.path.join(workdir, "k8s.key")
@@ -96,10 +97,11 @@ class FakeK8s:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         # handshake in the handler thread, not in the accept loop
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True,
-                                            do_handshake_on_connect=False)
+        if tls:
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True,
+                                                do_handshake_on_connect=False)
         self.port = self.httpd.server_address[1]
-        self.url = "https://127.0.0.1:%d" % self.port
+        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="fake-k8s",
                                        daemon=True)
         self.thread.start()
@@ -287,6 +289,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        if not isinstance(self.connection, ssl.SSLSocket):  # FakeK8s(tls=False)
+            return
         try:
             self.connection.do_handshake()
         except (ssl.SSLError, OSError):
@@ -358,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
         w = _Watch(kind, ns, selector, rv)
         deadline = time.time() + timeout
         with fake.cond:
-            if rv < fake.compacted:
+            if rv < fake.compacted or fake.always_gone:
                 w.extra.append(fake._expired_event(rv))
                 w.end = True
             fake.open_watches.append(w)

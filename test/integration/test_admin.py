@@ -3,7 +3,9 @@ load generator sent, end to end; /healthz and /readyz answer as Kubernetes
 probes expect; the exposition passes promtool."""
 import os
 import re
+import select
 import shutil
+import socket
 import subprocess
 import time
 import unittest
@@ -209,6 +211,126 @@ class Admin(Case):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
         self.assertEqual(r.returncode, 0, r.stdout.decode())
         self.assertEqual(r.stdout.decode().strip(), "", "promtool lint findings")
+
+
+class AdminHardening(Case):
+    """telemetry.admin.*: one client cannot keep the probes out (docs/security.md)."""
+
+    def hardened_relay(self, admin_yaml, env=None):
+        self.admin_port = free_port()
+        return self.relay(["127.0.0.1:1"], pipes(batch=50) +
+                          "telemetry:\n  prometheus_address: 127.0.0.1:%d\n  admin:\n%s"
+                          % (self.admin_port, admin_yaml), env=env)
+
+    def connect(self, src):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.bind((src, 0))
+        s.connect(("127.0.0.1", self.admin_port))
+        return s
+
+    def request(self, path, src="127.0.0.2", headers=""):
+        """(status, body, seconds) of GET path from source address src (any of 127/8)."""
+        t0 = time.monotonic()
+        data = b""
+        with self.connect(src) as s:
+            s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path, headers)).encode())
+            while b"\r\n\r\n" not in data or len(data) < self.expected_len(data):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        took = time.monotonic() - t0
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split(b" ")[1]), body.decode(), took
+
+    @staticmethod
+    def expected_len(data):
+        head, _, _ = data.partition(b"\r\n\r\n")
+        m = re.search(rb"Content-Length: (\d+)", head)
+        return len(head) + 4 + (int(m.group(1)) if m else 0)
+
+    def metric(self, name, labels=(), src="127.0.0.8", headers=""):
+        status, body, _ = self.request("/metrics", src, headers)
+        self.assertEqual(status, 200, body)
+        return parse_metrics(body).get((name, labels), 0)
+
+    def wait_listening(self):
+        wait_until(lambda: self.request("/healthz", "127.0.0.9")[0] == 200, 10, "the admin port")
+
+    def test_200_idle_connections_from_one_client_leave_healthz_answered_within_100ms(self):
+        self.hardened_relay("    header_timeout: 30s\n")  # the idle ones outlive the test
+        self.wait_listening()
+        idle = [self.connect("127.0.0.1") for _ in range(200)]
+        try:
+            refused = ("skyrelay_admin_connections_refused_total", (("reason", "peer_limit"),))
+            wait_until(lambda: self.metric(*refused) == 200 - 16, 10,
+                       "all but 16 idle connections refused")
+            # another client (kubelet comes from the node's address); best of 5 on a busy machine
+            answers = [self.request("/healthz") for _ in range(5)]
+            self.assertEqual({a[0:2] for a in answers}, {(200, "ok")})
+            self.assertLess(min(a[2] for a in answers), 0.1, answers)
+            self.assertEqual(self.metric("skyrelay_admin_connections"), 16 + 1)  # + this scrape
+        finally:
+            for s in idle:
+                s.close()
+
+    def test_connections_from_many_clients_evict_the_oldest_idle_one(self):
+        self.hardened_relay("    max_connections: 32\n    header_timeout: 30s\n")
+        self.wait_listening()
+        idle = [self.connect("127.0.0.%d" % (1 + i // 16)) for i in range(48)]  # 3 clients
+        try:
+            evicted = ("skyrelay_admin_connections_closed_total", (("reason", "evicted"),))
+            wait_until(lambda: self.metric(*evicted) >= 16, 10, "16 oldest idle ones closed")
+            self.assertEqual(self.request("/healthz", "127.0.0.5")[0:2], (200, "ok"))
+            # the first client's connections were the oldest: they are the ones closed
+            idle[0].settimeout(2)
+            self.assertEqual(idle[0].recv(1), b"")
+        finally:
+            for s in idle:
+                s.close()
+
+    def test_slowloris_is_closed_after_the_header_deadline(self):
+        self.hardened_relay("    max_connections_per_peer: 16\n")  # header_timeout: 2s default
+        self.wait_listening()
+        s = self.connect("127.0.0.2")
+        t0 = time.monotonic()
+        closed_after = None
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n":  # a byte per second
+            r, _, _ = select.select([s], [], [], 1.0)
+            if r:
+                try:
+                    data = s.recv(4096)
+                except ConnectionResetError:
+                    data = b""
+                self.assertEqual(data, b"", "no answer to a request never completed")
+                closed_after = time.monotonic() - t0
+                break
+            try:
+                s.send(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - t0
+                break
+        s.close()
+        self.assertIsNotNone(closed_after, "the slow client was never closed")
+        self.assertGreaterEqual(closed_after, 1.9)
+        self.assertLess(closed_after, 3.5)
+        self.assertEqual(self.metric("skyrelay_admin_connections_closed_total",
+                                     (("reason", "header_timeout"),)), 1)
+
+    def test_metrics_needs_the_bearer_token_when_one_is_set(self):
+        self.hardened_relay("    token: ${SKYRELAY_ADMIN_TOKEN:}\n",
+                            env={"SKYRELAY_ADMIN_TOKEN": "s3cret"})
+        self.wait_listening()
+        for headers in ("", "Authorization: Bearer wrong\r\n", "Authorization: Basic czNjcmV0\r\n",
+                        "Authorization: Bearer s3cret2\r\n"):
+            status, body, _ = self.request("/metrics", headers=headers)
+            self.assertEqual(status, 401, headers)
+            self.assertNotIn("skyrelay_", body)
+        self.assertEqual(self.request("/healthz")[0], 200)  # probes need no token
+        self.assertIn(self.request("/readyz")[0], (200, 503))
+        self.assertEqual(self.metric("skyrelay_admin_unauthorized_total",
+                                     headers="Authorization: Bearer s3cret\r\n"), 4)
 
 
 if __name__ == "__main__":

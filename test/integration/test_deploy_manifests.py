@@ -280,6 +280,11 @@ class RenderedManifests(unittest.TestCase):
         self.assertEqual(ref["name"], "skyrelay-oap-token")
         self.assertNotIn("value", r.env["SATELLITE_GRPC_AUTHENTICATION"])
         self.assertNotIn("SATELLITE_GRPC_AUTHENTICATION", Render("skyrelay.yaml").env)
+        # the agent token is asked for: a Secret without it must fail the pod, not turn the
+        # check off (serverTokenRequired, default true)
+        server = r.env["SKYRELAY_SERVER_AUTHENTICATION"]["valueFrom"]["secretKeyRef"]
+        self.assertEqual((server["name"], server["key"]), ("skyrelay-oap-token", "server-token"))
+        self.assertNotIn("optional", server)
 
     def test_hpa_targets_the_rendered_workload(self):
         for r in self.renders():

@@ -27,16 +27,16 @@ class K8sWatch:
     """build/k8s_watch with a generated config; collects its stdout JSON lines."""
 
     def __init__(self, workdir, fake, namespaces="default", kind="pod", selector="app=oap",
-                 token_file=None, port=11800, field_selector=""):
+                 token_file=None, port=11800, field_selector="", extra=""):
         self.config = os.path.join(workdir, "k8s_watch.yaml")
         with open(self.config, "w") as f:
             f.write("log:\n  level: debug\n"
                     "upstream:\n  finder: kubernetes\n  kubernetes:\n"
                     "    namespaces: %s\n    kind: %s\n    label_selector: %s\n"
                     "    field_selector: '%s'\n    extra_port: %d\n    api_server: %s\n"
-                    "    bearer_token_file: %s\n    ca_file: %s\n"
+                    "    bearer_token_file: %s\n    ca_file: %s\n%s"
                     % (namespaces, kind, selector, field_selector, port, fake.url,
-                       token_file or fake.token_file, fake.ca_file))
+                       token_file or fake.token_file, fake.ca_file, extra))
         self.log_path = os.path.join(workdir, "k8s_watch.log")
         self.log = open(self.log_path, "wb")
         self.cond = threading.Condition()
@@ -257,6 +257,27 @@ class K8sFinderTest(unittest.TestCase):
         self.assertEqual(st["errors"], 0, "410 is part of the protocol, not an error")
         self.assertEqual(st["relists"], 2)
 
+    def test_repeated_410_at_once_backs_off_instead_of_relisting_in_a_loop(self):
+        self.fake.add_pod("oap-0", "10.0.0.1")
+        w = self.start()
+        w.wait_nodes([addr("10.0.0.1")])
+        self.fake.always_gone = True  # e.g. a caching proxy that cannot watch from any RV
+        self.fake.expire()
+        t0 = time.time()
+        time.sleep(4)  # waits are 250 ms doubling, jittered to [d/2, d]: at most ~8 lists in 4 s
+        lists = [r for r in self.fake.lists() if r["time"] >= t0]
+        self.assertGreaterEqual(len(lists), 2, "it does list again after a 410")
+        self.assertLessEqual(len(lists), 10, "a relist loop: %d lists in 4 s" % len(lists))
+        st = w.stats()
+        self.assertEqual(st["errors"], 0, "410 is part of the protocol, not an error")
+        self.assertGreaterEqual(st["relists"], len(lists))
+        self.assertEqual(w.last(), [addr("10.0.0.1")], "the nodes stay published meanwhile")
+        self.assertIn("answered 410 Gone at once", w.output())
+        # a server that can watch again ends the backoff
+        self.fake.always_gone = False
+        self.fake.add_pod("oap-1", "10.0.0.2")
+        w.wait_nodes([addr("10.0.0.1"), addr("10.0.0.2")], timeout=40)
+
     def test_wrong_token_counts_errors_and_publishes_nothing(self):
         bad = os.path.join(self.workdir, "bad-token")
         with open(bad, "w") as f:
@@ -335,6 +356,44 @@ class K8sFinderTest(unittest.TestCase):
         w = self.start(field_selector="status.phase=Running")
         w.wait_nodes([])
         self.assertEqual(self.fake.lists()[0]["query"].get("fieldSelector"), "status.phase=Running")
+
+
+
+class K8sCleartextTest(unittest.TestCase):
+    """An http:// API server would get the bearer token in cleartext: refused unless
+    upstream.kubernetes.allow_insecure_http says otherwise."""
+
+    def setUp(self):
+        if shutil.which("openssl") is None:
+            self.skipTest("openssl CLI not installed")
+        self.workdir = tempfile.mkdtemp(prefix="skyrelay-k8s-")
+        self.fake = FakeK8s(self.workdir, tls=False)
+
+    def tearDown(self):
+        self.fake.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def test_http_api_server_is_refused_without_allow_insecure_http(self):
+        self.fake.add_pod("oap-0", "10.0.0.1")
+        w = K8sWatch(self.workdir, self.fake)
+        w.p.wait(T)
+        rc, _ = w.stop()
+        self.assertEqual(rc, 2)
+        out = w.output()
+        self.assertIn("cleartext http://", out)
+        self.assertIn("upstream.kubernetes.allow_insecure_http", out)
+        self.assertEqual(w.lists(), [])
+        self.assertEqual(self.fake.requests(), [], "not one request: the token never left")
+
+    def test_http_api_server_is_used_when_explicitly_allowed(self):
+        self.fake.add_pod("oap-0", "10.0.0.1")
+        w = K8sWatch(self.workdir, self.fake, extra="    allow_insecure_http: true\n")
+        try:
+            w.wait_nodes([addr("10.0.0.1")])
+            self.assertIn("the bearer token is sent unencrypted", w.output())
+        finally:
+            rc, _ = w.stop()
+        self.assertEqual(rc, 0)
 
 
 if __name__ == "__main__":

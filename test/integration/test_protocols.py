@@ -2,6 +2,7 @@
 synchronous pass-through (byte-exact answers, metadata, deadlines), the
 transparent relay (bidi and unknown methods), and tokens. Real skyrelay, real
 fake OAP nodes, Debian's python3-grpcio as the agent."""
+import re
 import time
 import unittest
 
@@ -247,6 +248,30 @@ class Tokens(Base):
         wait_until(lambda: (oap.summary() or {}).get("logs", {}).get("total", 0) == 1, 10, "log")
         relay.stop()
         self.assertEqual(relay.final_stats()["calls"]["unauthenticated"], 3)
+
+    def test_health_check_needs_no_token_but_health_watch_does(self):
+        # kubelet's gRPC probe sends no metadata: Health/Check is exempt (docs/security.md)
+        grpc = self.grpc()
+        oap = self.oap("n0")
+        relay = self.relay([oap], pipes(), server_extra="  authentication: s3cret\n")
+        ch = grpc.insecure_channel(relay.address)
+        check = ch.unary_unary("/grpc.health.v1.Health/Check")
+        wait_until(lambda: check(b"", timeout=3) == b"\x08\x01", 10, "SERVING without a token")
+        with self.assertRaises(grpc.RpcError) as e:
+            ch.unary_stream("/grpc.health.v1.Health/Watch")(b"", timeout=5).next()
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+
+    def test_token_left_empty_by_a_missing_variable_is_warned_about_at_start(self):
+        oap = self.oap("n0")
+        env = {"SKYRELAY_SERVER_AUTHENTICATION": ""}
+        relay = self.relay([oap], pipes(), env=env,
+                           server_extra="  authentication: ${SKYRELAY_SERVER_AUTHENTICATION:}\n")
+        warning = re.compile(r"warn  main: server\.authentication is empty because environment "
+                             r"variable SKYRELAY_SERVER_AUTHENTICATION is not set")
+        wait_until(lambda: warning.search(relay.output()), 5, "the warning")
+        quiet = self.relay([oap], pipes(), name="quiet")  # no placeholder: no token on purpose
+        wait_until(lambda: "admin port" in quiet.output(), 5, "the start-up lines after it")
+        self.assertNotIn("server.authentication is empty", quiet.output())
 
     def test_upstream_token_is_sent_on_batches_and_replaces_the_agents_on_sync_calls(self):
         grpc = self.grpc()

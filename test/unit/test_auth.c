@@ -76,6 +76,30 @@ static void first_authentication_entry_decides(void **state)
     assert_false(sr_auth_ok(&a, "s3cret"));
 }
 
+/* The digests are compared, not the bytes: equal only when equal, whatever the lengths. */
+static void equal_compares_whole_values_of_any_length(void **state)
+{
+    (void)state;
+    assert_true(sr_auth_equal("s3cret", 6, "s3cret", 6));
+    assert_true(sr_auth_equal("", 0, "", 0));
+    assert_false(sr_auth_equal("s3cre", 5, "s3cret", 6));
+    assert_false(sr_auth_equal("s3cret\0", 7, "s3cret", 6));
+    assert_false(sr_auth_equal("", 0, "s3cret", 6));
+    assert_false(sr_auth_equal("S3cret", 6, "s3cret", 6));
+}
+
+/* kubelet's gRPC probe cannot send metadata: the health check, and only it, is exempt. */
+static void only_the_health_check_is_exempt(void **state)
+{
+    static const char *const not_exempt[] = {
+        "/grpc.health.v1.Health/Watch", "/grpc.health.v1.Health/Check2",
+        "/skywalking.v3.TraceSegmentReportService/collect", "grpc.health.v1.Health/Check", ""};
+    (void)state;
+    assert_true(sr_auth_exempt("/grpc.health.v1.Health/Check", 28));
+    for (size_t i = 0; i < sizeof not_exempt / sizeof not_exempt[0]; i++)
+        assert_false(sr_auth_exempt(not_exempt[i], strlen(not_exempt[i])));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -83,6 +107,8 @@ int main(void)
         cmocka_unit_test(matching_token_passes),
         cmocka_unit_test(missing_wrong_prefix_or_longer_token_is_refused),
         cmocka_unit_test(first_authentication_entry_decides),
+        cmocka_unit_test(equal_compares_whole_values_of_any_length),
+        cmocka_unit_test(only_the_health_check_is_exempt),
     };
     return cmocka_run_group_tests_name("auth", tests, NULL, NULL);
 }

@@ -143,6 +143,13 @@ static void assert_config_equal(const struct sr_config *a, const struct sr_confi
     assert_string_equal(a->telemetry.service, b->telemetry.service);
     assert_str_same(a->telemetry.instance, b->telemetry.instance);
     assert_int_equal(a->telemetry.interval_ms, b->telemetry.interval_ms);
+    assert_int_equal(a->telemetry.admin.max_connections, b->telemetry.admin.max_connections);
+    assert_int_equal(a->telemetry.admin.max_connections_per_peer,
+                     b->telemetry.admin.max_connections_per_peer);
+    assert_int_equal(a->telemetry.admin.header_timeout_ms, b->telemetry.admin.header_timeout_ms);
+    assert_str_same(a->telemetry.admin.token, b->telemetry.admin.token);
+    assert_int_equal(a->upstream.kubernetes.allow_insecure_http,
+                     b->upstream.kubernetes.allow_insecure_http);
 
     assert_int_equal(a->upstream.n_nodes, b->upstream.n_nodes);
     for (size_t i = 0; i < a->upstream.n_nodes; i++) {
@@ -286,13 +293,16 @@ static const char *const all_settings[] = {
     "server.tls.cert_file", "server.tls.key_file", "server.tls.client_ca_file",
     "server.tls.client_auth", "server.tls.reload_interval",
     "telemetry.export", "telemetry.prometheus_address", "telemetry.service", "telemetry.instance",
-    "telemetry.interval",
+    "telemetry.interval", "telemetry.admin.max_connections",
+    "telemetry.admin.max_connections_per_peer", "telemetry.admin.header_timeout",
+    "telemetry.admin.token",
     "upstream.finder", "upstream.addresses", "upstream.refresh_interval",
     "upstream.kubernetes.namespaces", "upstream.kubernetes.kind",
     "upstream.kubernetes.label_selector", "upstream.kubernetes.field_selector",
     "upstream.kubernetes.extra_port", "upstream.kubernetes.api_server",
     "upstream.kubernetes.bearer_token_file", "upstream.kubernetes.ca_file",
-    "upstream.kubernetes.insecure_skip_verify", "upstream.call_timeout",
+    "upstream.kubernetes.insecure_skip_verify", "upstream.kubernetes.allow_insecure_http",
+    "upstream.call_timeout",
     "upstream.backoff_initial", "upstream.backoff_max", "upstream.retry_max",
     "upstream.sync_timeout", "upstream.stall_timeout", "upstream.max_inflight_per_node",
     "upstream.authentication", "upstream.max_receive_message_size",
@@ -1243,6 +1253,29 @@ static void pipe_names_match_yaml_sections(void **state)
     assert_string_equal(sr_pipe_name(SR_PIPE_COUNT), "unknown");
 }
 
+/* A token left empty by a missing variable is named, so that start-up can warn about it
+ * (a Kubernetes secretKeyRef that found nothing leaves the variable unset). */
+static void empty_secret_names_its_unset_variable(void **state)
+{
+    struct run r = {0};
+    (void)state;
+    unsetenv("SR_TEST_TOKEN_UNSET");
+    setenv("SR_TEST_TOKEN_SET", "s3cret", 1);
+    load_ok(&r, "server:\n  authentication: ${SR_TEST_TOKEN_UNSET:}\n"
+                "upstream:\n  authentication: ${SR_TEST_TOKEN_SET:}\n"
+                "telemetry:\n  admin:\n    token: \"\"\n    header_timeout: 500ms\n");
+    assert_null(r.cfg.server.authentication);
+    assert_string_equal(sr_config_unset_env_of(&r.cfg, "server.authentication"),
+                        "SR_TEST_TOKEN_UNSET");
+    assert_string_equal(r.cfg.upstream.authentication, "s3cret");
+    assert_null(sr_config_unset_env_of(&r.cfg, "upstream.authentication"));
+    assert_null(r.cfg.telemetry.admin.token); /* empty on purpose: nothing to name */
+    assert_null(sr_config_unset_env_of(&r.cfg, "telemetry.admin.token"));
+    assert_int_equal(r.cfg.telemetry.admin.header_timeout_ms, 500);
+    done(&r);
+    unsetenv("SR_TEST_TOKEN_SET");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1292,6 +1325,7 @@ int main(void)
         cmocka_unit_test(backoff_max_below_initial_rejected),
         cmocka_unit_test(missing_file_reported_with_path),
         cmocka_unit_test(pipe_names_match_yaml_sections),
+        cmocka_unit_test(empty_secret_names_its_unset_variable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -149,7 +149,10 @@ spec:
             secretKeyRef:
               name: {{ $authSecret }}
               key: {{ .Values.authentication.upstreamTokenKey }}
+              {{- if not .Values.authentication.upstreamToken }}
+              # existingSecret without this key: no upstream token (OAP refuses, visibly)
               optional: true
+              {{- end }}
         {{- end }}
         {{- if or .Values.authentication.existingSecret .Values.authentication.serverToken }}
         - name: SKYRELAY_SERVER_AUTHENTICATION
@@ -157,7 +160,10 @@ spec:
             secretKeyRef:
               name: {{ $authSecret }}
               key: {{ .Values.authentication.serverTokenKey }}
+              {{- if and (not .Values.authentication.serverToken) (not .Values.authentication.serverTokenRequired) }}
+              # serverTokenRequired: false: a missing key turns the agent token check off
               optional: true
+              {{- end }}
         {{- end }}
         {{- end }}
         {{- with .Values.extraEnv }}
