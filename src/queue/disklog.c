@@ -339,10 +339,25 @@ static int rotate(struct sr_disklog *d)
     return 0;
 }
 
-static bool has_space(struct sr_disklog *d, uint64_t need, int64_t now_ms)
+/* Reserves need bytes of the budget (all workers share it: the check and the
+ * reservation are one atomic step, or two workers could both take the last
+ * room) and checks the free-space floor. False: nothing reserved. */
+static bool free_space(struct sr_disklog *d, uint64_t need, int64_t now_ms);
+
+static bool reserve(struct sr_disklog *d, uint64_t need, int64_t now_ms)
 {
     struct sr_disk_shared *sh = d->sh;
-    if (atomic_load_explicit(&sh->used, memory_order_relaxed) + need > sh->max_bytes) return false;
+    uint64_t used = atomic_fetch_add_explicit(&sh->used, need, memory_order_relaxed);
+    if (used + need > sh->max_bytes || !free_space(d, need, now_ms)) {
+        atomic_fetch_sub_explicit(&sh->used, need, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+static bool free_space(struct sr_disklog *d, uint64_t need, int64_t now_ms)
+{
+    struct sr_disk_shared *sh = d->sh;
     if (!sh->min_free) return true;
     if (now_ms - d->free_checked_ms >= FREE_CHECK_MS || d->written_since_check >= FREE_CHECK_BYTES) {
         struct statvfs v;
@@ -365,20 +380,24 @@ int64_t sr_disklog_append(struct sr_disklog *d, grpc_slice prefix, grpc_slice bo
     struct sr_dseg *s;
 
     if (d->write_failed && flush(d) != 0) return -EIO;
-    if (!has_space(d, size, now_ms)) {
+    if (!reserve(d, size, now_ms)) {
         atomic_fetch_add_explicit(&d->st_refused, 1, memory_order_relaxed);
         return -ENOSPC;
     }
     s = last_seg(d);
-    if (s->size > 0 && s->size + size > d->sh->segment_bytes && rotate(d) != 0) return -EIO;
+    if (s->size > 0 && s->size + size > d->sh->segment_bytes && rotate(d) != 0) {
+        atomic_fetch_sub_explicit(&d->sh->used, size, memory_order_relaxed);
+        return -EIO;
+    }
     s = last_seg(d);
     pcrc = sr_dfile_crc_more(sr_disk_crc(NULL, 0), GRPC_SLICE_START_PTR(prefix), plen);
     pcrc = sr_dfile_crc_more(pcrc, GRPC_SLICE_START_PTR(body), blen);
     arrival_ms += d->wall_off;
     sr_dfile_encode(h, pcrc, plen + blen, plen, items, key, arrival_ms, flags);
     if (!d->wbuf && (d->wbuf = malloc(WBUF_CAP))) d->wcap = WBUF_CAP; /* on first use */
-    if (d->wlen + size > d->wcap) {
-        if (flush(d) != 0) return -EIO;
+    if (d->wlen + size > d->wcap && flush(d) != 0) {
+        atomic_fetch_sub_explicit(&d->sh->used, size, memory_order_relaxed);
+        return -EIO;
     }
     if (size <= d->wcap) {
         memcpy(d->wbuf + d->wlen, h, HDR);
@@ -396,6 +415,7 @@ int64_t sr_disklog_append(struct sr_disklog *d, grpc_slice prefix, grpc_slice bo
                       strerror(e));
             atomic_fetch_add_explicit(&d->st_write_errors, 1, memory_order_relaxed);
             if (k > 0 && ftruncate(d->wfd, (off_t)d->flushed) != 0) d->write_failed = true;
+            atomic_fetch_sub_explicit(&d->sh->used, size, memory_order_relaxed);
             return -EIO;
         }
         d->flushed += size;
@@ -404,8 +424,7 @@ int64_t sr_disklog_append(struct sr_disklog *d, grpc_slice prefix, grpc_slice bo
     if (s->n == 0) s->first_ms = arrival_ms;
     s->n++;
     s->size += size;
-    d->written_since_check += size;
-    atomic_fetch_add_explicit(&d->sh->used, size, memory_order_relaxed);
+    d->written_since_check += size; /* sh->used: reserved above */
     atomic_fetch_add_explicit(&d->st_bytes, size, memory_order_relaxed);
     atomic_fetch_add_explicit(&d->st_events, 1, memory_order_relaxed);
     if (!atomic_load_explicit(&d->st_oldest_ms, memory_order_relaxed))

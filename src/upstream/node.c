@@ -30,8 +30,8 @@ uint32_t sr_backoff_ms(uint32_t initial_ms, uint32_t max_ms, uint32_t k)
 static grpc_channel *new_channel(const struct sr_upstream *up, const char *address)
 {
     grpc_channel_credentials *creds = up->creds;
-    grpc_arg args[4];
-    grpc_channel_args chargs = {.num_args = 3, .args = args};
+    grpc_arg args[6];
+    grpc_channel_args chargs = {.num_args = 5, .args = args};
     grpc_channel *ch;
 
     args[0].type = GRPC_ARG_INTEGER;
@@ -46,12 +46,21 @@ static grpc_channel *new_channel(const struct sr_upstream *up, const char *addre
     args[2].type = GRPC_ARG_INTEGER;
     args[2].key = (char *)GRPC_ARG_ENABLE_RETRIES;
     args[2].value.integer = 0;
+    /* gRPC's own reconnect backoff (1 s x 1.6 up to 120 s by default) would keep a node
+     * that is back unreachable long after skyrelay's backoff lets probes through: follow
+     * upstream.backoff_initial / backoff_max instead */
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+    args[3].value.integer = (int)up->backoff_initial_ms;
+    args[4].type = GRPC_ARG_INTEGER;
+    args[4].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+    args[4].value.integer = (int)up->backoff_max_ms;
     /* OAP pods reached by IP (kubernetes finder) present a certificate for a name */
     if (up->server_name) {
-        args[3].type = GRPC_ARG_STRING;
-        args[3].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
-        args[3].value.string = up->server_name;
-        chargs.num_args = 4;
+        args[5].type = GRPC_ARG_STRING;
+        args[5].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        args[5].value.string = up->server_name;
+        chargs.num_args = 6;
     }
     if (!creds) creds = grpc_insecure_credentials_create();
     ch = grpc_channel_create(address, creds, &chargs);
