@@ -157,8 +157,10 @@ $(BUILD)/fuzz/fuzz_wire: test/fuzz/fuzz_wire.c src/receiver/wire.c src/receiver/
 	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
 # the config keys of every pipe come from the pipe table (src/core/pipes.c), which names the
 # receivers' context specs and the messages' descriptors
+# (src/config/merge.c, the reload's "needs restart" list, formats with src/core/buf.c)
 $(BUILD)/fuzz/fuzz_config: test/fuzz/fuzz_config.c $(wildcard src/config/*.c) src/core/log.c \
-		src/core/pipes.c src/receiver/context.c src/receiver/wire.c $(PROTO_C) | $(PROTO_H)
+		src/core/buf.c src/core/pipes.c src/receiver/context.c src/receiver/wire.c $(PROTO_C) \
+		| $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_FLAGS) -I$(BUILD)/proto -o $@ $(filter %.c,$^) $(PKG_LIBS)
 # the schema validation against the generated descriptors (+ protobuf-c's unpack as the oracle)
