@@ -55,12 +55,24 @@ struct sr_sender_config {
     uint32_t max_inflight;     /* upstream batches in flight per worker partition */
 };
 
-/* pipes.<name>.routing.policy */
+/* pipes.<name>.routing.policy: the routing policies, one line each — the enum
+ * constant, the YAML name, and the balancer type that implements it
+ * (src/router/). The enum, the config's names and the balancer registry
+ * (src/router/router.c) are all made from this list: adding a balancer is its
+ * file and one line here. */
+#define SR_ROUTING_POLICIES(X)                                                                     \
+    X(ROUND_ROBIN, "round_robin", sr_balancer_round_robin) /* per batch, in order */               \
+    X(WEIGHTED_ROUND_ROBIN, "weighted_round_robin",                                                \
+      sr_balancer_weighted_round_robin) /* smooth WRR over node weights (nginx semantics) */      \
+    X(FIXED, "fixed", sr_balancer_fixed) /* rendezvous hashing of the event key + LRU pin */       \
+    X(LEAST_LOADED, "least_loaded",                                                                \
+      sr_balancer_least_loaded) /* power of two choices by outstanding work x peak-EWMA latency */
+
 enum sr_routing_policy {
-    SR_ROUTE_ROUND_ROBIN = 0,     /* per batch, in order */
-    SR_ROUTE_WEIGHTED_ROUND_ROBIN, /* smooth WRR over node weights (nginx semantics) */
-    SR_ROUTE_FIXED,               /* rendezvous hashing of the event key + LRU pin */
-    SR_ROUTE_LEAST_LOADED,        /* power of two choices by outstanding work x peak-EWMA latency */
+#define SR_ROUTING_POLICY_ENUM_(id, name, type) SR_ROUTE_##id,
+    SR_ROUTING_POLICIES(SR_ROUTING_POLICY_ENUM_)
+#undef SR_ROUTING_POLICY_ENUM_
+    SR_ROUTE_COUNT
 };
 
 struct sr_routing_config {

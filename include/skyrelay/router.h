@@ -76,6 +76,10 @@ void sr_least_loaded_seed(struct sr_balancer *b, uint64_t seed);
 
 /* Finds a balancer type by its config name ("round_robin",
  * "weighted_round_robin", "fixed", "least_loaded"). NULL if unknown. */
+/* The balancer of routing policy `policy` (enum sr_routing_policy, the index of
+ * its line in SR_ROUTING_POLICIES), or NULL. Static storage, any thread. */
+const struct sr_balancer_type *sr_balancer_for_policy(int policy);
+
 const struct sr_balancer_type *sr_balancer_find(const char *name);
 
 /* Tells b the outcome of a call to n (a node b picked). No-op for balancers

@@ -71,12 +71,16 @@ static const struct sr_routing_config default_routing = {
     .lru_ttl_ms = 180 * SEC,
 };
 
-static const char *const routing_policies[] = {"round_robin", "weighted_round_robin", "fixed",
-                                               "least_loaded", NULL};
+/* from the one list in config.h (SR_ROUTING_POLICIES) */
+static const char *const routing_policies[] = {
+#define NAME_(id, name, type) name,
+    SR_ROUTING_POLICIES(NAME_)
+#undef NAME_
+    NULL};
 
 const char *sr_routing_policy_name(int policy)
 {
-    return policy >= 0 && policy <= SR_ROUTE_LEAST_LOADED ? routing_policies[policy] : "unknown";
+    return policy >= 0 && policy < SR_ROUTE_COUNT ? routing_policies[policy] : "unknown";
 }
 
 /* The index of a policy name, or -1. */

@@ -528,7 +528,7 @@ static void *worker_main(void *arg)
 
 static struct sr_balancer *new_balancer(struct sr_runtime *rt, const struct sr_pipe_config *pc)
 {
-    const struct sr_balancer_type *type = sr_balancer_find(sr_routing_policy_name(pc->routing.policy));
+    const struct sr_balancer_type *type = sr_balancer_for_policy(pc->routing.policy);
     struct sr_balancer_opts opts = {.lru_size = pc->routing.lru_size,
                                     .lru_ttl_ms = pc->routing.lru_ttl_ms};
     if (!type) {
@@ -568,7 +568,7 @@ static void rebuild_balancers(struct sr_worker *w)
 static void pipe_settings(struct sr_pipe_rt *p, const struct sr_config *cfg)
 {
     const struct sr_pipe_config *pc = &cfg->pipes[p->id];
-    const struct sr_balancer_type *bt = sr_balancer_find(sr_routing_policy_name(pc->routing.policy));
+    const struct sr_balancer_type *bt = sr_balancer_for_policy(pc->routing.policy);
     p->cfg = pc;
     p->plan = sr_plan_for(p->id, pc->mode);
     p->method = grpc_slice_from_static_string(p->plan->method);

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "skyrelay/config.h"
 #include "skyrelay/router.h"
 
 #define N_NODES 3
@@ -244,9 +245,27 @@ static void balancer_find_knows_round_robin_only(void **state)
     assert_null(sr_balancer_find("hash"));
 }
 
+/* Every routing policy of the one list (config.h SR_ROUTING_POLICIES) has the balancer
+ * whose name is the policy's config name: the config, the enum and the registry agree. */
+static void every_routing_policy_has_its_balancer(void **state)
+{
+    (void)state;
+    for (int p = 0; p < SR_ROUTE_COUNT; p++) {
+        const struct sr_balancer_type *t = sr_balancer_for_policy(p);
+        assert_non_null(t);
+        assert_string_equal(t->name, sr_routing_policy_name(p));
+        assert_ptr_equal(sr_balancer_find(t->name), t);
+    }
+    assert_null(sr_balancer_for_policy(SR_ROUTE_COUNT));
+    assert_null(sr_balancer_for_policy(-1));
+    assert_ptr_equal(sr_balancer_for_policy(SR_ROUTE_FIXED), &sr_balancer_fixed);
+    assert_true(sr_balancer_fixed.keyed);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(every_routing_policy_has_its_balancer),
         cmocka_unit_test(rr_create_binds_type_and_upstream),
         cmocka_unit_test(rr_cycles_nodes_in_order),
         cmocka_unit_test(rr_ignores_the_key),
