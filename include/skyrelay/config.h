@@ -104,7 +104,20 @@ enum sr_tls_client_auth {
 };
 
 /* upstream.finder */
-enum sr_finder { SR_FINDER_STATIC = 0, SR_FINDER_DNS, SR_FINDER_KUBERNETES };
+/* upstream.finder: the finders, one line each — the enum constant, the YAML name and
+ * the finder type (include/skyrelay/discovery.h). The enum, the config's names and the
+ * finder registry (src/discovery/registry.c) are made from this list. */
+#define SR_FINDERS(X)                                                                              \
+    X(STATIC, "static", sr_finder_static)             /* upstream.addresses as written */          \
+    X(DNS, "dns", sr_finder_dns)                      /* the addresses' names, re-resolved */      \
+    X(KUBERNETES, "kubernetes", sr_finder_kubernetes) /* pods/endpoints by label, list + watch */
+
+enum sr_finder {
+#define SR_FINDER_ENUM_(id, name, type) SR_FINDER_##id,
+    SR_FINDERS(SR_FINDER_ENUM_)
+#undef SR_FINDER_ENUM_
+    SR_FINDER_COUNT
+};
 
 /* upstream.kubernetes (Satellite's SATELLITE_GRPC_CLIENT_KUBERNETES_* names) */
 struct sr_k8s_config {

@@ -48,6 +48,9 @@ struct sr_finder_type {
     void (*stats)(struct sr_discovery_stats *out);
 };
 
+/* The finders (src/discovery/registry.c), listed in config.h SR_FINDERS. */
+extern const struct sr_finder_type sr_finder_static, sr_finder_dns, sr_finder_kubernetes;
+
 /* The finder of upstream.finder (enum sr_finder). NULL for an unknown value. */
 const struct sr_finder_type *sr_finder_for(int finder);
 

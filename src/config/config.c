@@ -213,7 +213,11 @@ void sr_config_deinit(struct sr_config *cfg)
 /* The row type, struct sr_config_key, is in internal.h: the printer (print.c) walks the
  * same table. */
 
-static const char *const finders[] = {"static", "dns", "kubernetes", NULL};
+static const char *const finders[] = { /* from the one list in config.h (SR_FINDERS) */
+#define NAME_(id, name, type) name,
+    SR_FINDERS(NAME_)
+#undef NAME_
+    NULL};
 static const char *const k8s_kinds[] = {"pod", "endpoints", NULL};
 static const char *const disk_syncs[] = {[SR_DISK_SYNC_NONE] = "none",
                                           [SR_DISK_SYNC_INTERVAL] = "interval",

@@ -43,15 +43,22 @@ static int k8s_start(struct uv_loop_s *loop, const struct sr_config *cfg,
     return sr_k8s_finder_start(&cfg->upstream.kubernetes, publish, arg);
 }
 
-static const struct sr_finder_type finders[] = {
-    [SR_FINDER_STATIC] = {"static", false, static_start, static_stop, static_stats},
-    [SR_FINDER_DNS] = {"dns", false, dns_start, sr_dns_finder_stop, sr_dns_finder_stats},
-    [SR_FINDER_KUBERNETES] = {"kubernetes", true, k8s_start, sr_k8s_finder_stop,
-                              sr_k8s_finder_stats},
+const struct sr_finder_type sr_finder_static = {"static", false, static_start, static_stop,
+                                                 static_stats};
+const struct sr_finder_type sr_finder_dns = {"dns", false, dns_start, sr_dns_finder_stop,
+                                              sr_dns_finder_stats};
+const struct sr_finder_type sr_finder_kubernetes = {"kubernetes", true, k8s_start,
+                                                     sr_k8s_finder_stop, sr_k8s_finder_stats};
+
+/* from the one list in config.h: finders[f] implements upstream.finder f */
+static const struct sr_finder_type *const finders[] = {
+#define TYPE_(id, name, type) &type,
+    SR_FINDERS(TYPE_)
+#undef TYPE_
 };
 
 const struct sr_finder_type *sr_finder_for(int finder)
 {
-    if (finder < 0 || (size_t)finder >= sizeof(finders) / sizeof(finders[0])) return NULL;
-    return &finders[finder];
+    if (finder < 0 || finder >= SR_FINDER_COUNT) return NULL;
+    return finders[finder];
 }
