@@ -79,23 +79,15 @@ static void log_stats(const char *when)
     }
     sr_buf_free(&fields);
     {
-        uint64_t sync = 0, relay = 0, failed = 0, up = 0, down = 0, unauth = 0, unimpl = 0;
-        for (uint32_t i = 0; i < rt.n_workers; i++) {
-            struct sr_worker_counters *c = &rt.workers[i].ctr;
-            sync += SR_CNT_GET(c->relay_calls[0]);
-            relay += SR_CNT_GET(c->relay_calls[1]);
-            failed += SR_CNT_GET(c->relay_failed);
-            up += SR_CNT_GET(c->relay_msgs_up);
-            down += SR_CNT_GET(c->relay_msgs_down);
-            unauth += SR_CNT_GET(c->unauthenticated_calls);
-            unimpl += SR_CNT_GET(c->unknown_method_calls);
-        }
+        struct sr_call_totals t;
+        sr_call_snapshot(&rt, &t);
         SR_INFO("stats",
                 "%s calls sync=%llu relay=%llu passthrough_failed=%llu relay_msgs_up=%llu "
                 "relay_msgs_down=%llu unauthenticated=%llu unimplemented=%llu",
-                when, (unsigned long long)sync, (unsigned long long)relay,
-                (unsigned long long)failed, (unsigned long long)up, (unsigned long long)down,
-                (unsigned long long)unauth, (unsigned long long)unimpl);
+                when, (unsigned long long)t.relay_calls[0], (unsigned long long)t.relay_calls[1],
+                (unsigned long long)t.relay_failed, (unsigned long long)t.msgs_up,
+                (unsigned long long)t.msgs_down, (unsigned long long)t.unauthenticated,
+                (unsigned long long)t.unimplemented);
     }
     {
         struct sr_conn_stats cs;

@@ -235,6 +235,14 @@ struct sr_runtime;
  * another's received was read a moment earlier). Any thread. */
 void sr_pipe_snapshot(const struct sr_runtime *rt, enum sr_pipe_id id, struct sr_pipe_totals *out);
 
+/* The worker counters that are not per pipe (pass-through calls and messages, refused
+ * calls), summed over the workers: what the "stats: calls" line and /metrics show. */
+struct sr_call_totals {
+    uint64_t relay_calls[2]; /* [0] sync, [1] relay */
+    uint64_t relay_failed, msgs_up, msgs_down, unauthenticated, unimplemented;
+};
+void sr_call_snapshot(const struct sr_runtime *rt, struct sr_call_totals *out);
+
 /* Appends the pipe fields of the stats log line for t to b: " received=N
  * sent=N ... dropped_<reason>=N", each field preceded by a space, in the
  * line's fixed order (stats_pos, then the drop reasons). Any thread. */

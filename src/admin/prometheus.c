@@ -91,25 +91,6 @@ static void sample2(struct sr_buf *o, const char *name, const char *k1, const ch
 
 /* ---- sums over the workers ---- */
 
-struct other_sum {
-    uint64_t relay_calls[2], relay_failed, msgs_up, msgs_down, unauthenticated, unimplemented;
-};
-
-static void sum_other(const struct sr_runtime *rt, struct other_sum *s)
-{
-    memset(s, 0, sizeof(*s));
-    for (uint32_t i = 0; i < rt->n_workers; i++) {
-        struct sr_worker_counters *c = &rt->workers[i].ctr;
-        s->relay_calls[0] += SR_CNT_GET(c->relay_calls[0]);
-        s->relay_calls[1] += SR_CNT_GET(c->relay_calls[1]);
-        s->relay_failed += SR_CNT_GET(c->relay_failed);
-        s->msgs_up += SR_CNT_GET(c->relay_msgs_up);
-        s->msgs_down += SR_CNT_GET(c->relay_msgs_down);
-        s->unauthenticated += SR_CNT_GET(c->unauthenticated_calls);
-        s->unimplemented += SR_CNT_GET(c->unknown_method_calls);
-    }
-}
-
 /* ---- per-pipe families ---- */
 
 /* bounds are in milliseconds; le is in seconds */
@@ -324,11 +305,11 @@ static void render_nodes(struct sr_buf *o, struct sr_runtime *rt)
 static void render_server(struct sr_buf *o, struct sr_runtime *rt)
 {
     struct sr_conn_stats cs;
-    struct other_sum s;
+    struct sr_call_totals s;
 
     memset(&cs, 0, sizeof(cs));
     sr_conn_limit_stats(&cs);
-    sum_other(rt, &s);
+    sr_call_snapshot(rt, &s);
 
     single(o, "skyrelay_server_ready", "gauge",
            "1 when /readyz answers 200: listening, not draining, and an upstream node reachable.", sr_ready(rt) ? 1 : 0);

@@ -20,6 +20,7 @@
 #include <yaml.h>
 
 #include "internal.h"
+#include "skyrelay/buf.h"
 #include "skyrelay/config.h"
 #include "skyrelay/log.h"
 #include "skyrelay/pipes.h"
@@ -627,33 +628,29 @@ done:
 int sr_config_load(struct sr_config *cfg, const char *path, FILE *err)
 {
     FILE *f = fopen(path, "rb");
-    char *text = NULL;
-    size_t len = 0, cap = 0;
+    struct sr_buf text;
     int rc = -1;
 
+    sr_buf_init(&text);
     sr_config_defaults(cfg);
     if (!f) goto io_error;
     for (;;) {
-        if (len == cap) {
-            char *p = realloc(text, cap ? cap * 2 : 16384);
-            if (!p) {
-                errno = ENOMEM;
-                goto io_error;
-            }
-            text = p;
-            cap = cap ? cap * 2 : 16384;
+        size_t n;
+        if (sr_buf_reserve(&text, 16384) != 0) {
+            errno = ENOMEM;
+            goto io_error;
         }
-        size_t n = fread(text + len, 1, cap - len, f);
-        len += n;
+        n = fread(text.p + text.len, 1, text.cap - text.len - 1, f);
+        text.len += n;
         if (n == 0) break;
     }
     if (ferror(f)) goto io_error;
-    rc = sr_config_load_string(cfg, path, text, len, err);
+    rc = sr_config_load_string(cfg, path, text.p, text.len, err);
     goto done;
 io_error:
     if (err) fprintf(err, "%s: cannot read: %s\n", path, strerror(errno));
 done:
     if (f) fclose(f);
-    free(text);
+    sr_buf_free(&text);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "internal.h"
+#include "skyrelay/buf.h"
 #include "skyrelay/log.h"
 
 #define MAX_NESTING 8
@@ -180,29 +181,13 @@ void sr_config_format_duration(uint64_t ms, char *buf, size_t n)
 
 /* ---- ${NAME:default} placeholders ---- */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static int sbuf_add(struct sbuf *b, const char *s, size_t n)
+static int sbuf_add(struct sr_buf *b, const char *s, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 32;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return -ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
+    return sr_buf_append(b, s, n) == 0 ? 0 : -ENOMEM;
 }
 
 /* Satellite's parseVal: a value written as "..." is the string inside. */
-static int add_unquoted(struct sbuf *b, const char *s, size_t n)
+static int add_unquoted(struct sr_buf *b, const char *s, size_t n)
 {
     if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
         s++;
@@ -217,7 +202,7 @@ static bool is_name_char(char ch)
            ch == '-' || ch == '.';
 }
 
-static int expand(struct sbuf *b, const char *s, size_t len, int depth,
+static int expand(struct sr_buf *b, const char *s, size_t len, int depth,
                   struct sr_config_expanded *out, const char **why)
 {
     size_t i = 0;
@@ -285,14 +270,15 @@ static int expand(struct sbuf *b, const char *s, size_t len, int depth,
                 out->unset_name_len = name_len;
             }
             if (def) {
-                struct sbuf sub = {0};
+                struct sr_buf sub;
+                sr_buf_init(&sub);
                 if (depth >= MAX_NESTING) {
                     *why = "placeholders nested too deeply";
                     return -1;
                 }
                 rc = expand(&sub, def, def_len, depth + 1, out, why);
                 if (rc == 0) rc = add_unquoted(b, sub.p ? sub.p : "", sub.len);
-                free(sub.p);
+                sr_buf_free(&sub);
             }
         }
         i = end + 1;
@@ -302,8 +288,9 @@ static int expand(struct sbuf *b, const char *s, size_t len, int depth,
 
 int sr_config_expand(const char *in, size_t len, struct sr_config_expanded *out, const char **why)
 {
-    struct sbuf b = {0};
+    struct sr_buf b;
     int rc;
+    sr_buf_init(&b);
     memset(out, 0, sizeof *out);
     rc = expand(&b, in, len, 0, out, why);
     if (rc == 0) rc = sbuf_add(&b, "", 0); /* a NUL even for empty text */
@@ -317,7 +304,7 @@ int sr_config_expand(const char *in, size_t len, struct sr_config_expanded *out,
     out->text = b.p;
     return 0;
 fail:
-    free(b.p);
+    sr_buf_free(&b);
     return -1;
 }
 

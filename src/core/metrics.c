@@ -81,6 +81,21 @@ void sr_pipe_snapshot(const struct sr_runtime *rt, enum sr_pipe_id id, struct sr
     }
 }
 
+void sr_call_snapshot(const struct sr_runtime *rt, struct sr_call_totals *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (uint32_t i = 0; i < rt->n_workers; i++) {
+        const struct sr_worker_counters *c = &rt->workers[i].ctr;
+        out->relay_calls[0] += SR_CNT_GET(c->relay_calls[0]);
+        out->relay_calls[1] += SR_CNT_GET(c->relay_calls[1]);
+        out->relay_failed += SR_CNT_GET(c->relay_failed);
+        out->msgs_up += SR_CNT_GET(c->relay_msgs_up);
+        out->msgs_down += SR_CNT_GET(c->relay_msgs_down);
+        out->unauthenticated += SR_CNT_GET(c->unauthenticated_calls);
+        out->unimplemented += SR_CNT_GET(c->unknown_method_calls);
+    }
+}
+
 void sr_pipe_stats_format(struct sr_buf *b, const struct sr_pipe_totals *t)
 {
     /* in stats_pos order; a few dozen entries, once a minute */
