@@ -174,7 +174,7 @@ $(BUILD)/fuzz/fuzz_disklog: test/fuzz/fuzz_disklog.c src/queue/disklog.c src/que
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
 # the Kubernetes watch stream splitter and the Pod / EndpointSlice / Status readers
-$(BUILD)/fuzz/fuzz_k8s: test/fuzz/fuzz_k8s.c src/discovery/k8s_parse.c src/discovery/k8s_table.c
+$(BUILD)/fuzz/fuzz_k8s: test/fuzz/fuzz_k8s.c src/discovery/k8s_parse.c src/discovery/k8s_table.c src/core/buf.c
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
 # the admin port's request-head parser and its bearer-token check

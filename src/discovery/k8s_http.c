@@ -58,21 +58,10 @@ int sr_k8s_http_global_init(void)
 
 /* ---- small helpers ---- */
 
-static int buf_append(struct sr_k8s_buf *b, const void *data, size_t n, size_t max)
+static int buf_append(struct sr_buf *b, const void *data, size_t n, size_t max)
 {
     if (b->len + n > max) return -1;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d) return -1;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
+    return sr_buf_append(b, data, n);
 }
 
 char *sr_k8s_url_escape(const char *s)
@@ -142,7 +131,7 @@ void sr_k8s_http_deinit(struct sr_k8s_http *h)
 {
     if (h->easy) curl_easy_cleanup(h->easy);
     if (h->multi) curl_multi_cleanup(h->multi);
-    free(h->body.data);
+    sr_buf_free(&h->body);
     memset(h, 0, sizeof(*h));
 }
 
@@ -244,7 +233,7 @@ static void request_setup(struct sr_k8s_http *h, const char *url, curl_write_cal
         curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
     }
     h->errbuf[0] = '\0';
-    h->body.len = 0;
+    sr_buf_reset(&h->body);
     h->body_truncated = false;
 }
 
@@ -313,9 +302,9 @@ void sr_k8s_http_log_error(struct sr_k8s_http *h, const char *what, const char *
                            const char *ns, long code)
 {
     const char *msg = NULL;
-    json_object *st = h->body.len ? json_tokener_parse(h->body.data) : NULL;
+    json_object *st = h->body.len ? json_tokener_parse(h->body.p) : NULL;
     if (st) sr_k8s_status_code(st, &msg);
-    if (!msg) msg = h->body.len ? h->body.data : "(empty body)";
+    if (!msg) msg = h->body.len ? h->body.p : "(empty body)";
     SR_LOG_RL(SR_LOG_WARN, "k8s", "%s %s in namespace %s: HTTP %ld: %.300s", what, kind, ns, code,
               msg);
     if (st) json_object_put(st);

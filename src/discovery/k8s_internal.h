@@ -21,6 +21,8 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "skyrelay/buf.h"
+
 /* Longest node address we build: "[" + IPv6 text (45) + "]:" + port (5) + NUL. */
 #define SR_K8S_ADDR_MAX 56
 
@@ -92,9 +94,7 @@ int sr_k8s_status_code(json_object *status, const char **message);
 typedef int (*sr_k8s_line_fn)(void *arg, json_object *value);
 
 struct sr_k8s_lines {
-    char *buf;     /* the incomplete last line (owned) */
-    size_t len;
-    size_t cap;
+    struct sr_buf line; /* the incomplete last line */
     size_t max;    /* a line longer than this fails the stream */
     struct json_tokener *tok;
     uint64_t values; /* complete values handed to the callback */
@@ -152,13 +152,6 @@ struct sr_k8s_http_conf {
     bool insecure;
 };
 
-/* A growing, NUL-terminated byte buffer. */
-struct sr_k8s_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-};
-
 /* One client, used by one thread at a time: a private multi handle (so that
  * sr_k8s_http_wakeup can interrupt a long-poll at once) and one easy handle
  * reused for every request (which keeps the connection). */
@@ -168,7 +161,7 @@ struct sr_k8s_http {
     CURLM *multi;
     CURL *easy;
     char errbuf[CURL_ERROR_SIZE];
-    struct sr_k8s_buf body; /* a list's answer, or the start of a non-200 watch answer */
+    struct sr_buf body;     /* a list's answer, or the start of a non-200 watch answer */
     bool body_truncated;    /* the list answer was too large */
 };
 

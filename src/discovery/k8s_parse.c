@@ -204,12 +204,12 @@ int sr_k8s_lines_init(struct sr_k8s_lines *l, size_t max_line)
 
 void sr_k8s_lines_reset(struct sr_k8s_lines *l)
 {
-    l->len = 0;
+    sr_buf_reset(&l->line);
 }
 
 void sr_k8s_lines_deinit(struct sr_k8s_lines *l)
 {
-    free(l->buf);
+    sr_buf_free(&l->line);
     if (l->tok) json_tokener_free(l->tok);
     memset(l, 0, sizeof(*l));
 }
@@ -242,18 +242,8 @@ static int parse_line(struct sr_k8s_lines *l, const char *s, size_t n, sr_k8s_li
 
 static int append(struct sr_k8s_lines *l, const char *data, size_t n)
 {
-    if (l->len + n > l->max) return -1;
-    if (l->len + n > l->cap) {
-        size_t cap = l->cap ? l->cap : 4096;
-        while (cap < l->len + n) cap *= 2;
-        char *b = realloc(l->buf, cap);
-        if (!b) return -1;
-        l->buf = b;
-        l->cap = cap;
-    }
-    memcpy(l->buf + l->len, data, n);
-    l->len += n;
-    return 0;
+    if (l->line.len + n > l->max) return -1;
+    return sr_buf_append(&l->line, data, n);
 }
 
 int sr_k8s_lines_feed(struct sr_k8s_lines *l, const char *data, size_t n, sr_k8s_line_fn fn,
@@ -264,12 +254,12 @@ int sr_k8s_lines_feed(struct sr_k8s_lines *l, const char *data, size_t n, sr_k8s
         if (!nl) return append(l, data, n);
         size_t part = (size_t)(nl - data);
         int rc;
-        if (l->len == 0) {
+        if (l->line.len == 0) {
             rc = part > l->max ? -1 : parse_line(l, data, part, fn, arg); /* no copy */
         } else {
             rc = append(l, data, part);
-            if (rc == 0) rc = parse_line(l, l->buf, l->len, fn, arg);
-            l->len = 0;
+            if (rc == 0) rc = parse_line(l, l->line.p, l->line.len, fn, arg);
+            sr_buf_reset(&l->line);
         }
         if (rc < 0) return rc;
         data = nl + 1;

@@ -317,7 +317,7 @@ static int do_list(struct watcher *w)
     struct finder *f = w->f;
     struct sr_k8s_table fresh = {0};
     json_object *list = NULL;
-    struct sr_k8s_buf *body = &w->http.body;
+    struct sr_buf *body = &w->http.body;
     CURLcode res;
     long code;
     int rc = -1;
@@ -341,7 +341,7 @@ static int do_list(struct watcher *w)
 
     json_tokener *tok = w->lines.tok;
     json_tokener_reset(tok);
-    list = json_tokener_parse_ex(tok, body->data ? body->data : "", (int)body->len);
+    list = json_tokener_parse_ex(tok, body->p ? body->p : "", (int)body->len);
     json_object *items = NULL;
     const char *rv = sr_k8s_meta_string(list, "resourceVersion");
     if (!list || !rv || (json_object_object_get_ex(list, "items", &items) && items &&

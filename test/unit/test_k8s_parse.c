@@ -369,7 +369,7 @@ static void stream_in_one_chunk_gives_every_event(void **state)
     assert_int_equal(sr_k8s_lines_init(&l, 1 << 20), 0);
     assert_int_equal(sr_k8s_lines_feed(&l, stream, strlen(stream), collect, &s), 0);
     assert_stream_seen(&s);
-    assert_int_equal(l.len, 0);
+    assert_int_equal(l.line.len, 0);
     sr_k8s_lines_deinit(&l);
 }
 
@@ -400,7 +400,7 @@ static void stream_keeps_an_unfinished_line_for_later(void **state)
     assert_int_equal(sr_k8s_lines_init(&l, 1 << 20), 0);
     assert_int_equal(sr_k8s_lines_feed(&l, head, strlen(head), collect, &s), 0);
     assert_int_equal(s.n, 0);
-    assert_int_equal(l.len, strlen(head));
+    assert_int_equal(l.line.len, strlen(head));
     assert_int_equal(sr_k8s_lines_feed(&l, "}}\n", 3, collect, &s), 0);
     assert_int_equal(s.n, 1);
     assert_string_equal(s.names[0], "0:x");
