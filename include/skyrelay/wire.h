@@ -7,6 +7,7 @@
 #ifndef SKYRELAY_WIRE_H
 #define SKYRELAY_WIRE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,7 +25,7 @@ struct sr_pb_field {
     uint64_t varint;  /* VARINT: the value */
 };
 
-#define SR_PB_EMALFORMED (-1)
+#define SR_PB_EMALFORMED (-EBADMSG) /* 0 or a negative errno, as everywhere */
 
 /* Decodes a varint at p[0..n). Returns bytes consumed (1..10) or 0 if malformed/truncated. */
 size_t sr_pb_varint(const uint8_t *p, size_t n, uint64_t *v);

@@ -6,6 +6,7 @@
 #ifndef SKYRELAY_CONFIG_INTERNAL_H
 #define SKYRELAY_CONFIG_INTERNAL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,10 +14,11 @@
 
 #include "skyrelay/config.h"
 
-/* Parse outcomes: 0, SR_CFG_EINVAL (not the expected syntax) or SR_CFG_ERANGE
- * (well-formed but does not fit in 64 bits). */
-#define SR_CFG_EINVAL (-1)
-#define SR_CFG_ERANGE (-2)
+/* Parse outcomes (the project's convention: 0 or a negative errno): 0,
+ * SR_CFG_EINVAL (not the expected syntax) or SR_CFG_ERANGE (well-formed but
+ * does not fit in 64 bits). */
+#define SR_CFG_EINVAL (-EINVAL)
+#define SR_CFG_ERANGE (-ERANGE)
 
 /* true/false, yes/no, on/off (any case). */
 int sr_config_value_bool(const char *s, bool *out);
