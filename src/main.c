@@ -44,8 +44,9 @@ static void usage(FILE *f)
             "                [--help]\n"
             "\n"
             "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
-            "      --check-config  load and validate the configuration, then exit\n"
-            "                      (0 = valid; errors as file:line:col: key: reason)\n"
+            "      --check-config  load and validate the configuration and open its TLS\n"
+            "                      files, then exit (0 = valid; errors as\n"
+            "                      file:line:col: key: reason, or file: key: TLS problem)\n"
             "      --print-config  load it, print the effective configuration as YAML\n"
             "                      (every key, every pipe; secrets <redacted>), then exit\n"
             "  -v, --version       print the version and exit\n"
@@ -513,6 +514,13 @@ int main(int argc, char **argv)
         return rc;
     }
     if (check) {
+        /* the TLS files too: a certificate that does not load, or a key of another
+         * certificate, would stop the start */
+        if (sr_tls_check_files(&cfg, stderr) != 0) {
+            fprintf(stderr, "skyrelay: invalid TLS files in configuration %s\n", path);
+            sr_config_deinit(&cfg);
+            return 1;
+        }
         printf("%s: OK (listen %s, %zu upstream nodes)\n", path, cfg.server.address,
                cfg.upstream.n_nodes);
         sr_config_deinit(&cfg);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -66,6 +67,13 @@ int sr_tls_pem_load(struct sr_tls_pem *p, const char *cert_file, const char *key
 
 /* Frees the texts (the key is wiped first) and zeroes *p. */
 void sr_tls_pem_free(struct sr_tls_pem *p);
+
+/* skyrelay --check-config: opens and checks every TLS file the configuration names, as a
+ * start would (server.tls.* always; upstream.tls.* when enabled, its ca_file unless
+ * insecure_skip_verify): each certificate and key parses, each key belongs to its
+ * certificate, each CA file holds a certificate. Each problem is written to `err` (may be
+ * NULL) as "<config file>: <key>: <what, naming the file>\n". Returns how many were found. */
+int sr_tls_check_files(const struct sr_config *cfg, FILE *err);
 
 /* ---- reload counters (skyrelay_tls_reloads_total) ---- */
 

@@ -159,6 +159,62 @@ void sr_tls_pem_free(struct sr_tls_pem *p)
     memset(p, 0, sizeof(*p));
 }
 
+/* One key's file(s) through sr_tls_pem_load; a problem is reported under `key`. */
+static int check_one(const struct sr_config *cfg, FILE *err, const char *key, const char *cert,
+                     const char *pkey, const char *ca)
+{
+    struct sr_tls_pem p;
+    char why[512];
+
+    if (sr_tls_pem_load(&p, cert, pkey, ca, why, sizeof why) == 0) {
+        sr_tls_pem_free(&p);
+        return 0;
+    }
+    if (err) fprintf(err, "%s: %s: %s\n", cfg->path ? cfg->path : "config", key, why);
+    return 1;
+}
+
+static const char *set_or_null(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+/* A certificate and its key: each alone (so the message names the broken one's key), then
+ * the pair (reported under the key file: the certificate is the one the key must match). */
+static int check_pair(const struct sr_config *cfg, FILE *err, const char *side, const char *cert,
+                      const char *key)
+{
+    char kc[64], kk[64];
+    int bad = 0;
+
+    snprintf(kc, sizeof kc, "%s.tls.cert_file", side);
+    snprintf(kk, sizeof kk, "%s.tls.key_file", side);
+    if (cert) bad += check_one(cfg, err, kc, cert, NULL, NULL);
+    if (key) bad += check_one(cfg, err, kk, NULL, key, NULL);
+    if (cert && key && !bad) bad += check_one(cfg, err, kk, cert, key, NULL);
+    return bad;
+}
+
+int sr_tls_check_files(const struct sr_config *cfg, FILE *err)
+{
+    const struct sr_server_tls_config *s = &cfg->server.tls;
+    const struct sr_upstream_tls_config *u = &cfg->upstream.tls;
+    const char *ca;
+    int bad = 0;
+
+    bad += check_pair(cfg, err, "server", set_or_null(s->cert_file), set_or_null(s->key_file));
+    if ((ca = set_or_null(s->client_ca_file)))
+        bad += check_one(cfg, err, "server.tls.client_ca_file", NULL, NULL, ca);
+    if (u->enabled) {
+        bad += check_pair(cfg, err, "upstream", set_or_null(u->cert_file),
+                          set_or_null(u->key_file));
+        /* with insecure_skip_verify the CA file is not used (src/tls/upstream.c) */
+        if (!u->insecure_skip_verify && (ca = set_or_null(u->ca_file)))
+            bad += check_one(cfg, err, "upstream.tls.ca_file", NULL, NULL, ca);
+    }
+    return bad;
+}
+
 static _Atomic uint64_t reloads[SR_TLS_SIDES][2]; /* [side][ok] */
 
 void sr_tls_count_reload(enum sr_tls_side side, bool ok)

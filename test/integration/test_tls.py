@@ -12,7 +12,7 @@ import time
 import unittest
 import urllib.request
 
-from harness import Background, Case, loadgen, pipes, wait_until
+from harness import SKYRELAY, Background, Case, loadgen, pipes, wait_until
 
 SEG = ("messages", "/skywalking.v3.TraceSegmentReportService/collect")
 LOG_COLLECT = "/skywalking.v3.LogReportService/collect"
@@ -325,6 +325,63 @@ class Rotation(TlsCase):
         self.assertGreaterEqual(tls_reloads(relay, "upstream", "ok"), 1)
         self.assertEqual(len(first | self.union_ids([oap2], "segment")), 400)  # nothing lost
         self.assertIn("node channel(s) replaced", relay.output())
+
+
+class CheckConfig(TlsCase):
+    """skyrelay --check-config opens the TLS files as a start would: a key of another
+    certificate, a missing file or a CA file without a certificate fail it (exit 1) with
+    a message naming the config key and the file."""
+
+    def check(self, server="", upstream=""):
+        cfg = os.path.join(self.dir, "check.yaml")
+        with open(cfg, "w") as f:
+            f.write("server:\n  address: 127.0.0.1:0\n" + server)
+            f.write("upstream:\n  addresses: 127.0.0.1:1\n" + upstream)
+        p = subprocess.run([SKYRELAY, "--check-config", "--config", cfg], capture_output=True,
+                           text=True, timeout=30)
+        return p.returncode, p.stdout + p.stderr
+
+    def test_good_files_pass(self):
+        rc, out = self.check(self.server_tls(client_ca=True), self.upstream_tls())
+        self.assertEqual(rc, 0, out)
+        self.assertIn(": OK", out)
+        # insecure_skip_verify: the CA file is not used, so not opened either
+        rc, out = self.check(upstream="  tls:\n    enabled: true\n    ca_file: /nonexistent/ca.crt\n"
+                             "    insecure_skip_verify: true\n")
+        self.assertEqual(rc, 0, out)
+        # upstream TLS off: its keys are ignored, as at start
+        rc, out = self.check(upstream="  tls:\n    enabled: false\n    ca_file: /nonexistent/ca.crt\n")
+        self.assertEqual(rc, 0, out)
+
+    def test_key_of_another_certificate_fails_naming_key_and_files(self):
+        rc, out = self.check(self.server_tls(files=(self.p("server.crt"), self.p("client.key"))))
+        self.assertEqual(rc, 1, out)
+        self.assertIn("server.tls.key_file: key %s does not belong to certificate %s"
+                      % (self.p("client.key"), self.p("server.crt")), out)
+        self.assertNotIn(": OK", out)
+        rc, out = self.check(upstream="  tls:\n    enabled: true\n    cert_file: %s\n"
+                             "    key_file: %s\n" % (self.p("client.crt"), self.p("rogue.key")))
+        self.assertEqual(rc, 1, out)
+        self.assertIn("upstream.tls.key_file: key %s does not belong to certificate %s"
+                      % (self.p("rogue.key"), self.p("client.crt")), out)
+
+    def test_missing_or_unparsable_file_fails_naming_key_and_file(self):
+        missing = os.path.join(self.dir, "missing.crt")
+        rc, out = self.check(self.server_tls(files=(missing, self.p("server.key"))))
+        self.assertEqual(rc, 1, out)
+        self.assertIn("server.tls.cert_file: certificate %s: cannot open" % missing, out)
+        rc, out = self.check(self.server_tls(), self.upstream_tls(ca=missing))
+        self.assertEqual(rc, 1, out)
+        self.assertIn("upstream.tls.ca_file: CA file %s: cannot open" % missing, out)
+        # a CA file that is a key, not a certificate; an empty key file
+        empty = os.path.join(self.dir, "empty.key")
+        open(empty, "w").close()
+        rc, out = self.check(self.server_tls(files=(self.p("server.crt"), empty),
+                                             extra="    client_ca_file: %s\n" % self.p("ca.key")))
+        self.assertEqual(rc, 1, out)
+        self.assertIn("server.tls.key_file: key %s: empty" % empty, out)
+        self.assertIn("server.tls.client_ca_file: CA file %s: no PEM certificate in it"
+                      % self.p("ca.key"), out)
 
 
 if __name__ == "__main__":
