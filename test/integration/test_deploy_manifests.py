@@ -58,6 +58,8 @@ RENDERS = {
         ("PodDisruptionBudget", "skyrelay")}),
     "skyrelay-persistence-emptydir.yaml": ("ci/persistence-emptydir-values.yaml", [], {
         ("ServiceAccount", "skyrelay"), ("Service", "skyrelay"), ("Deployment", "skyrelay")}),
+    "skyrelay-tls.yaml": ("ci/tls-values.yaml", [], {
+        ("ServiceAccount", "skyrelay"), ("Service", "skyrelay"), ("Deployment", "skyrelay")}),
 }
 
 # Variables every render must set (Satellite's names where one exists).
@@ -73,6 +75,21 @@ KUBERNETES_ENV = {
     "SATELLITE_GRPC_CLIENT_KUBERNETES_SELECTOR_LABEL", "SATELLITE_GRPC_CLIENT_KUBERNETES_EXTRA_PORT",
 }
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.-]+)")
+# TLS (values tls.*): the Secrets' mount directories and the variables of server.tls.* and
+# upstream.tls.* in config/skyrelay.yaml (Satellite's names where one exists)
+TLS_DIR = "/etc/skyrelay/tls/"
+TLS_SERVER_ENV = {"SATELLITE_GRPC_TLS_CERT_FILE", "SATELLITE_GRPC_TLS_KEY_FILE",
+                  "SKYRELAY_SERVER_TLS_CLIENT_CA_FILE", "SKYRELAY_SERVER_TLS_CLIENT_AUTH",
+                  "SKYRELAY_SERVER_TLS_RELOAD_INTERVAL"}
+TLS_UPSTREAM_ENV = {"SATELLITE_GRPC_ENABLE_TLS", "SATELLITE_grpc_CA_PEM_PATH",
+                    "SATELLITE_GRPC_CLIENT_PEM_PATH", "SATELLITE_GRPC_CLIENT_KEY_PATH",
+                    "SKYRELAY_UPSTREAM_TLS_SERVER_NAME", "SATELLITE_GRPC_INSECURE_SKIP_VERIFY",
+                    "SKYRELAY_UPSTREAM_TLS_RELOAD_INTERVAL"}
+TLS_ENV = TLS_SERVER_ENV | TLS_UPSTREAM_ENV
+# a mounted Secret's key -> the file of test_tls.make_pki's throwaway PKI standing in for it
+TLS_STAND_INS = {"server/tls.crt": "server.crt", "server/tls.key": "server.key",
+                 "server/ca.crt": "ca.crt", "upstream-client/tls.crt": "client.crt",
+                 "upstream-client/tls.key": "client.key"}
 
 
 def read(path):
@@ -374,6 +391,106 @@ class RenderedManifests(unittest.TestCase):
         # over its sizeLimit the pod is evicted: the queue's cap must stay below it
         self.assertLess(size_bytes(disk_max), size_bytes(vol["emptyDir"]["sizeLimit"]))
 
+    def test_tls_env_and_secret_mounts(self):
+        """tls.*: every TLS variable is a file in a read-only directory mount (never a subPath,
+        or a renewed Secret would never reach the process) of the right Secret."""
+        r = Render("skyrelay-tls.yaml")
+        env = {k: v["value"] for k, v in r.env.items() if "value" in v}
+        self.assertEqual(TLS_ENV & set(env), TLS_ENV - {"SATELLITE_GRPC_INSECURE_SKIP_VERIFY"})
+        self.assertEqual(env["SATELLITE_GRPC_TLS_CERT_FILE"], TLS_DIR + "server/tls.crt")
+        self.assertEqual(env["SATELLITE_GRPC_TLS_KEY_FILE"], TLS_DIR + "server/tls.key")
+        # clientAuth require without clientCASecretName: ca.crt of the server's Secret
+        self.assertEqual(env["SKYRELAY_SERVER_TLS_CLIENT_CA_FILE"], TLS_DIR + "server/ca.crt")
+        self.assertEqual(env["SKYRELAY_SERVER_TLS_CLIENT_AUTH"], "require")
+        self.assertEqual(env["SATELLITE_GRPC_ENABLE_TLS"], "true")
+        self.assertEqual(env["SATELLITE_grpc_CA_PEM_PATH"], TLS_DIR + "upstream-ca/ca.crt")
+        self.assertEqual(env["SATELLITE_GRPC_CLIENT_PEM_PATH"], TLS_DIR + "upstream-client/tls.crt")
+        self.assertEqual(env["SATELLITE_GRPC_CLIENT_KEY_PATH"], TLS_DIR + "upstream-client/tls.key")
+        self.assertEqual(env["SKYRELAY_UPSTREAM_TLS_SERVER_NAME"], "skywalking-oap.skywalking.svc")
+        self.assertEqual(env["SKYRELAY_SERVER_TLS_RELOAD_INTERVAL"], "30s")
+        self.assertEqual(env["SKYRELAY_UPSTREAM_TLS_RELOAD_INTERVAL"], "30s")
+        mounts = {m["name"]: m for m in r.container["volumeMounts"]}
+        vols = {v["name"]: v for v in r.pod["spec"]["volumes"]}
+        want = {"tls-server": ("server", "skyrelay-tls"),
+                "tls-upstream-ca": ("upstream-ca", "skywalking-oap-ca"),
+                "tls-upstream-client": ("upstream-client", "skyrelay-oap-client")}
+        self.assertEqual({n for n in mounts if n.startswith("tls-")}, set(want))
+        for name, (d, secret) in want.items():
+            m = mounts[name]
+            self.assertEqual(m["mountPath"], TLS_DIR + d)
+            self.assertNotIn("subPath", m, "a subPath mount never sees a renewed Secret")
+            self.assertNotIn("subPathExpr", m)
+            self.assertIs(m.get("readOnly"), True)
+            self.assertEqual(vols[name]["secret"]["secretName"], secret)
+            self.assertNotIn("items", vols[name]["secret"])  # the whole Secret
+            # readable by the pod's fsGroup, nobody else
+            self.assertEqual(vols[name]["secret"]["defaultMode"], 0o440)
+        self.assertEqual(r.pod["spec"]["securityContext"]["fsGroup"], 10001)
+        for name, value in env.items():
+            if value.startswith(TLS_DIR):
+                self.assertTrue(any(value.startswith(m["mountPath"] + "/") for m in mounts.values()),
+                                "%s=%s is in no mount" % (name, value))
+        # no subPath on any TLS mount in any render; no TLS at all without tls.* values
+        for other in self.renders():
+            for m in other.container.get("volumeMounts", []):
+                if m["mountPath"].startswith(TLS_DIR):
+                    self.assertNotIn("subPath", m)
+            if other.fname != "skyrelay-tls.yaml":
+                self.assertEqual(TLS_ENV & set(other.env), set(), other.fname)
+                self.assertFalse([v for v in other.pod["spec"].get("volumes", []) if "secret" in v])
+
+    def test_tls_probes_and_service(self):
+        """With TLS on the gRPC port the probes still work: they are HTTP on the admin port
+        (the kubelet's grpc: probe cannot do TLS); the Service tells a mesh the port is TLS."""
+        for r in self.renders():
+            tls = "SATELLITE_GRPC_TLS_CERT_FILE" in r.env
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                p = r.container.get(probe)
+                if p is None:
+                    continue
+                self.assertNotIn("grpc", p)
+                self.assertEqual(p["httpGet"]["port"], "http-metrics")
+                self.assertNotIn("scheme", p["httpGet"])  # the admin port stays HTTP
+            svcs = [d for d in r.by_kind["Service"]]
+            for svc in svcs:
+                (grpc,) = [p for p in svc["spec"]["ports"] if p["name"] == "grpc"]
+                self.assertEqual(grpc["appProtocol"], "tls" if tls else "grpc", r.fname)
+            self.assertEqual(tls, r.fname == "skyrelay-tls.yaml")
+
+    @unittest.skipUnless(os.access(SKYRELAY, os.X_OK), "skyrelay not built")
+    def test_binary_opens_the_tls_render_files(self):
+        """The TLS render's environment with the Secrets laid out as the kubelet does (a
+        throwaway PKI): --print-config shows the chart's files and intervals; a Secret whose
+        tls.key belongs to another certificate fails --check-config naming the key and file."""
+        r = Render("skyrelay-tls.yaml")
+        with tempfile.TemporaryDirectory() as tmp:
+            env, cfg = self.binary_env(r, tmp)
+            p = subprocess.run([SKYRELAY, "--print-config", "--config", cfg], env=env,
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            eff = yaml.safe_load(p.stdout)
+            st, ut = eff["server"]["tls"], eff["upstream"]["tls"]
+            self.assertEqual(st["cert_file"], env["SATELLITE_GRPC_TLS_CERT_FILE"])
+            self.assertEqual(st["key_file"], env["SATELLITE_GRPC_TLS_KEY_FILE"])
+            self.assertEqual(st["client_ca_file"], env["SKYRELAY_SERVER_TLS_CLIENT_CA_FILE"])
+            self.assertEqual(st["client_auth"], "require")
+            self.assertIs(ut["enabled"], True)
+            self.assertEqual(ut["ca_file"], env["SATELLITE_grpc_CA_PEM_PATH"])
+            self.assertEqual(ut["cert_file"], env["SATELLITE_GRPC_CLIENT_PEM_PATH"])
+            self.assertEqual(ut["server_name"], "skywalking-oap.skywalking.svc")
+            for t in (st, ut):
+                self.assertEqual(seconds(str(t["reload_interval"])), 30)
+        with tempfile.TemporaryDirectory() as tmp:
+            env, cfg = self.binary_env(r, tmp)
+            tls_key = env["SATELLITE_GRPC_TLS_KEY_FILE"]
+            os.chmod(tls_key, 0o600)
+            shutil.copyfile(os.path.join(tmp, "pki", "client.key"), tls_key)
+            p = subprocess.run([SKYRELAY, "--check-config", "--config", cfg], env=env,
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            self.assertIn("server.tls.key_file: key %s does not belong to certificate %s"
+                          % (tls_key, env["SATELLITE_GRPC_TLS_CERT_FILE"]), p.stderr)
+
     def binary_env(self, r, tmp):
         """The container's environment; valueFrom variables get a stand-in value, the queue
         directory a writable temporary one."""
@@ -383,10 +500,42 @@ class RenderedManifests(unittest.TestCase):
         if "SKYRELAY_QUEUE_DIR" in env:
             env["SKYRELAY_QUEUE_DIR"] = os.path.join(tmp, "queue")
             os.mkdir(env["SKYRELAY_QUEUE_DIR"])
+        self.lay_tls_secrets(r, env, tmp)
         cfg = os.path.join(tmp, "skyrelay.yaml")
         with open(cfg, "w", encoding="utf-8") as f:
             f.write(r.config_text())
         return env, cfg
+
+    def lay_tls_secrets(self, r, env, tmp, stand_ins=None):
+        """Each TLS Secret the pod mounts, laid out under tmp as the kubelet writes a secret
+        volume (files in a timestamped directory, ..data a symlink to it, each key a symlink
+        through ..data), filled from a throwaway PKI; the variables pointing into the mounts
+        are moved there. So --check-config opens real files at the chart's paths."""
+        mounts = {m["name"]: m["mountPath"] for m in r.container.get("volumeMounts", [])}
+        secrets = {v["name"]: v["secret"] for v in r.pod["spec"].get("volumes", []) if "secret" in v}
+        if not secrets:
+            return
+        from test_tls import make_pki  # the openssl CLI, as test_tls.py does
+        pki = os.path.join(tmp, "pki")
+        os.mkdir(pki)
+        make_pki(pki)
+        stand_ins = dict(TLS_STAND_INS, **(stand_ins or {}))
+        for name, value in list(env.items()):
+            if not value.startswith(TLS_DIR):
+                continue
+            rel = value[len(TLS_DIR):]
+            vol_dir, key = rel.split("/", 1)
+            (vol,) = [n for n, m in mounts.items() if m == TLS_DIR + vol_dir]
+            self.assertIn(vol, secrets, "%s points into %s, not a Secret volume" % (name, vol_dir))
+            top = os.path.join(tmp, "tls", vol_dir)
+            data = os.path.join(top, "..2026_01_01_00_00_00.000000001")
+            os.makedirs(data, exist_ok=True)
+            if not os.path.lexists(os.path.join(top, "..data")):
+                os.symlink(os.path.basename(data), os.path.join(top, "..data"))
+            shutil.copyfile(os.path.join(pki, stand_ins.get(rel, "ca.crt")), os.path.join(data, key))
+            if not os.path.lexists(os.path.join(top, key)):
+                os.symlink(os.path.join("..data", key), os.path.join(top, key))
+            env[name] = os.path.join(top, key)
 
     @unittest.skipUnless(os.access(SKYRELAY, os.X_OK), "skyrelay not built")
     def test_binary_accepts_each_render(self):
@@ -475,14 +624,51 @@ class ChartSource(unittest.TestCase):
         self.assertIn("volumeClaimTemplates:", sts)
         self.assertIn("podManagementPolicy: Parallel", sts)
 
+    def test_tls_values(self):
+        """tls.* defaults: everything off; each value documented with a comment."""
+        t = self.values["tls"]
+        self.assertEqual(t, {
+            "server": {"enabled": False, "secretName": "", "clientAuth": "none",
+                       "clientCASecretName": "", "clientCAKey": "ca.crt"},
+            "upstream": {"enabled": False, "caSecretName": "", "caKey": "ca.crt",
+                         "clientSecretName": "", "serverName": "", "insecureSkipVerify": False},
+            "reloadInterval": "60s"})
+        start = self.values_text.index("\ntls:\n")
+        start = self.values_text.rindex("\n\n", 0, start)  # from the comment above it
+        block = self.values_text[start:self.values_text.index("\nserver:\n")]
+        lines = block.strip("\n").splitlines()
+        for i, line in enumerate(lines):
+            if re.match(r"^\s*[A-Za-z]+:", line):
+                self.assertTrue(lines[i - 1].lstrip().startswith("#"), "undocumented: " + line)
+        self.assertIn("subPath", block)  # says why the Secrets are directory mounts
+
+    def test_tls_secrets_are_directory_mounts(self):
+        """The TLS volume mounts in the pod template: read-only, never subPath."""
+        pod = self.template("_pod.tpl")
+        m = re.search(r"\{\{- range \$name := keys \$tlsVolumes \| sortAlpha \}\}\n"
+                      r"(\s+- name: \{\{ \$name \}\}\n(?:\s+[a-zA-Z]+:[^\n]*\n)+)", pod)
+        self.assertTrue(m, "TLS volumeMounts loop not found")
+        self.assertIn("readOnly: true", m.group(1))
+        self.assertNotIn("subPath", m.group(1))
+
+    def test_tls_guards(self):
+        """The chart refuses values that would leave TLS silently off or break a probe."""
+        helpers = self.template("_helpers.tpl")
+        for needle in ("tls.server.secretName is required", "tls.server.clientAuth must be",
+                       "tls.upstream.enabled is false", 'hasKey $probe "grpc"',
+                       "tls.server.enabled with config.override",
+                       "tls.upstream.enabled with config.override", "tls.reloadInterval must be"):
+            self.assertIn(needle, helpers)
+
     def test_example_override_keeps_the_placeholders(self):
         """The example's config override reads every variable the chart sets (env names in
         the pod template), routing policy included."""
         ci = yaml.safe_load(read(os.path.join(CHART, "ci", "kubernetes-hpa-values.yaml")))
         override = set(PLACEHOLDER.findall(ci["config"]["override"]))
         pod = self.template("_pod.tpl")
-        set_by_chart = set(re.findall(r'"((?:SATELLITE|SKYRELAY)_[A-Z0-9_]+)"', pod)) - DISK_ENV
+        set_by_chart = set(re.findall(r'"((?:SATELLITE|SKYRELAY)_[A-Za-z0-9_]+)"', pod)) - DISK_ENV
         self.assertIn("SKYRELAY_ROUTING_POLICY", set_by_chart)
+        self.assertTrue(TLS_ENV <= set_by_chart, TLS_ENV - set_by_chart)
         self.assertEqual(set_by_chart - override, set())
 
 
@@ -524,6 +710,19 @@ class HelmChart(unittest.TestCase):
         values = os.path.join(CHART, "ci", "kubernetes-hpa-values.yaml")
         out = self.helm_run("template", RELEASE, CHART, "-n", NAMESPACE, "-f", values)
         self.assertNotIn("PodMonitor", {d["kind"] for d in load_docs(out)})
+
+    def test_bad_tls_values_fail(self):
+        on = ["--set", "tls.server.enabled=true", "--set", "tls.server.secretName=s"]
+        for bad in (["--set", "tls.server.enabled=true"],
+                    on + ["--set", "tls.server.clientAuth=maybe"],
+                    on + ["--set", "readinessProbe.httpGet=null",
+                          "--set", "readinessProbe.grpc.port=11800"],
+                    on + ["--set", "config.override=server: {}"],
+                    ["--set", "tls.upstream.serverName=oap"],
+                    ["--set", "tls.reloadInterval=1.5s"]):
+            p = subprocess.run([self.helm, "template", RELEASE, CHART, *bad],
+                               capture_output=True, text=True, timeout=120)
+            self.assertNotEqual(p.returncode, 0, bad)
 
     def test_bad_persistence_values_fail(self):
         for bad in (["--set", "persistence.enabled=true", "--set", "persistence.type=hostPath"],

@@ -106,6 +106,40 @@ default, 1GiB).
 {{- end -}}
 {{- end -}}
 
+{{/* Where a TLS Secret is mounted: /etc/skyrelay/tls/<server|client-ca|upstream-ca|upstream-client>. */}}
+{{- define "skyrelay.tlsDir" -}}
+{{- printf "/etc/skyrelay/tls/%s" . -}}
+{{- end -}}
+
+{{/*
+The TLS Secrets the pod mounts, as YAML "volume name: Secret name" (empty when none): tls-server
+(tls.server.secretName), tls-client-ca (tls.server.clientCASecretName, with clientAuth),
+tls-upstream-ca (tls.upstream.caSecretName), tls-upstream-client (tls.upstream.clientSecretName).
+*/}}
+{{- define "skyrelay.tlsVolumes" -}}
+{{- $t := .Values.tls -}}
+{{- if $t.server.enabled }}
+tls-server: {{ $t.server.secretName | quote }}
+{{- if and (ne $t.server.clientAuth "none") $t.server.clientCASecretName }}
+tls-client-ca: {{ $t.server.clientCASecretName | quote }}
+{{- end }}
+{{- end }}
+{{- if $t.upstream.enabled }}
+{{- with $t.upstream.caSecretName }}
+tls-upstream-ca: {{ . | quote }}
+{{- end }}
+{{- with $t.upstream.clientSecretName }}
+tls-upstream-client: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* appProtocol of the gRPC port: grpc (h2c), or tls when the port speaks TLS, so that a mesh
+(Istio) passes the agents' TLS through instead of parsing it as cleartext HTTP/2. */}}
+{{- define "skyrelay.grpcAppProtocol" -}}
+{{- ternary "tls" "grpc" (eq (toString .Values.tls.server.enabled) "true") -}}
+{{- end -}}
+
 {{/* Fail early on values skyrelay would reject at start. */}}
 {{- define "skyrelay.validate" -}}
 {{- if not (has .Values.upstream.finder (list "static" "dns" "kubernetes")) -}}
@@ -135,6 +169,39 @@ default, 1GiB).
 {{- fail "persistence.accessModes is required with persistence.type=pvc (ReadWriteOnce)" -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- with .Values.tls -}}
+{{- if and .server.enabled (not .server.secretName) -}}
+{{- fail "tls.server.secretName is required with tls.server.enabled (a kubernetes.io/tls Secret: tls.crt, tls.key)" -}}
+{{- end -}}
+{{- if not (has .server.clientAuth (list "none" "optional" "require")) -}}
+{{- fail (printf "tls.server.clientAuth must be none, optional or require (got %q)" .server.clientAuth) -}}
+{{- end -}}
+{{- if and .server.clientCASecretName (or (not .server.enabled) (eq .server.clientAuth "none")) -}}
+{{- fail "tls.server.clientCASecretName is set but no client certificate is asked for: set tls.server.enabled and tls.server.clientAuth optional or require" -}}
+{{- end -}}
+{{- if and (or .upstream.caSecretName .upstream.clientSecretName .upstream.serverName .upstream.insecureSkipVerify) (not .upstream.enabled) -}}
+{{- fail "tls.upstream.* is set but tls.upstream.enabled is false: OAP would be reached in cleartext" -}}
+{{- end -}}
+{{- if not (regexMatch "^[0-9]+(ms|s|m|h)?$" (toString .reloadInterval)) -}}
+{{- fail (printf "tls.reloadInterval must be a duration such as 60s, 5m or 0 (got %q)" (toString .reloadInterval)) -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.tls.server.enabled -}}
+{{- /* the gRPC port speaks TLS only: the kubelet's gRPC probe connects in cleartext */ -}}
+{{- range $probe := list .Values.readinessProbe .Values.livenessProbe -}}
+{{- if and $probe (hasKey $probe "grpc") -}}
+{{- fail "tls.server.enabled: the gRPC port speaks TLS only and a grpc: probe connects in cleartext; probe the admin port over HTTP (/readyz, /healthz), as the default probes do" -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.config.override -}}
+{{- if not (and (contains "SATELLITE_GRPC_TLS_CERT_FILE" .Values.config.override) (contains "SATELLITE_GRPC_TLS_KEY_FILE" .Values.config.override)) -}}
+{{- fail "tls.server.enabled with config.override: the override must keep server.tls's placeholders (${SATELLITE_GRPC_TLS_CERT_FILE:} and ${SATELLITE_GRPC_TLS_KEY_FILE:} at least), or the port stays in cleartext" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.tls.upstream.enabled .Values.config.override (not (contains "SATELLITE_GRPC_ENABLE_TLS" .Values.config.override)) -}}
+{{- fail "tls.upstream.enabled with config.override: the override must keep upstream.tls's placeholders (${SATELLITE_GRPC_ENABLE_TLS:false} at least), or OAP is reached in cleartext" -}}
 {{- end -}}
 {{- if and .Values.autoscaling.enabled (eq .Values.autoscaling.metric "external") (not (contains "metrics_service" .Values.telemetry.exportType)) -}}
 {{- fail "autoscaling.metric=external needs telemetry.exportType to contain metrics_service (the self meters OAP turns into satellite_service_grpc_connect_count)" -}}

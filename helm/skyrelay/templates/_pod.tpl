@@ -40,6 +40,39 @@ The pod template of the workload: the Deployment's, or the StatefulSet's with pe
 {{- end }}
 {{- $_ := set $env "SKYRELAY_QUEUE_DISK_SYNC" .Values.persistence.sync }}
 {{- end }}
+{{- /* TLS: the files of the mounted Secrets (skyrelay.tls* helpers, volumes below) */ -}}
+{{- $tls := .Values.tls }}
+{{- if $tls.server.enabled }}
+{{- $_ := set $env "SATELLITE_GRPC_TLS_CERT_FILE" (printf "%s/tls.crt" (include "skyrelay.tlsDir" "server")) }}
+{{- $_ := set $env "SATELLITE_GRPC_TLS_KEY_FILE" (printf "%s/tls.key" (include "skyrelay.tlsDir" "server")) }}
+{{- $_ := set $env "SKYRELAY_SERVER_TLS_RELOAD_INTERVAL" (toString $tls.reloadInterval) }}
+{{- if ne $tls.server.clientAuth "none" }}
+{{- $_ := set $env "SKYRELAY_SERVER_TLS_CLIENT_AUTH" $tls.server.clientAuth }}
+{{- if $tls.server.clientCASecretName }}
+{{- $_ := set $env "SKYRELAY_SERVER_TLS_CLIENT_CA_FILE" (printf "%s/%s" (include "skyrelay.tlsDir" "client-ca") $tls.server.clientCAKey) }}
+{{- else }}
+{{- $_ := set $env "SKYRELAY_SERVER_TLS_CLIENT_CA_FILE" (printf "%s/ca.crt" (include "skyrelay.tlsDir" "server")) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $tls.upstream.enabled }}
+{{- $_ := set $env "SATELLITE_GRPC_ENABLE_TLS" "true" }}
+{{- $_ := set $env "SKYRELAY_UPSTREAM_TLS_RELOAD_INTERVAL" (toString $tls.reloadInterval) }}
+{{- if $tls.upstream.caSecretName }}
+{{- $_ := set $env "SATELLITE_grpc_CA_PEM_PATH" (printf "%s/%s" (include "skyrelay.tlsDir" "upstream-ca") $tls.upstream.caKey) }}
+{{- end }}
+{{- if $tls.upstream.clientSecretName }}
+{{- $_ := set $env "SATELLITE_GRPC_CLIENT_PEM_PATH" (printf "%s/tls.crt" (include "skyrelay.tlsDir" "upstream-client")) }}
+{{- $_ := set $env "SATELLITE_GRPC_CLIENT_KEY_PATH" (printf "%s/tls.key" (include "skyrelay.tlsDir" "upstream-client")) }}
+{{- end }}
+{{- if $tls.upstream.serverName }}
+{{- $_ := set $env "SKYRELAY_UPSTREAM_TLS_SERVER_NAME" $tls.upstream.serverName }}
+{{- end }}
+{{- if $tls.upstream.insecureSkipVerify }}
+{{- $_ := set $env "SATELLITE_GRPC_INSECURE_SKIP_VERIFY" "true" }}
+{{- end }}
+{{- end }}
+{{- $tlsVolumes := include "skyrelay.tlsVolumes" . | fromYaml }}
 {{- range $k, $v := .Values.env }}
 {{- $_ := set $env $k (toString $v) }}
 {{- end }}
@@ -192,7 +225,7 @@ spec:
       securityContext:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      {{- if or .Values.config.override $persist }}
+      {{- if or .Values.config.override $persist $tlsVolumes }}
       volumeMounts:
         {{- if .Values.config.override }}
         - name: config
@@ -205,8 +238,18 @@ spec:
         - name: queue
           mountPath: {{ .Values.persistence.mountPath }}
         {{- end }}
+        {{- if $tlsVolumes }}
+        # TLS Secrets, each a whole directory, never a subPath: Kubernetes renews a Secret by
+        # swapping its ..data symlink, which only a directory mount follows; skyrelay notices
+        # the new files (tls.reloadInterval) and uses them without a restart
+        {{- end }}
+        {{- range $name := keys $tlsVolumes | sortAlpha }}
+        - name: {{ $name }}
+          mountPath: {{ include "skyrelay.tlsDir" (trimPrefix "tls-" $name) }}
+          readOnly: true
+        {{- end }}
       {{- end }}
-  {{- if or .Values.config.override (and $persist (eq .Values.persistence.type "emptyDir")) }}
+  {{- if or .Values.config.override (and $persist (eq .Values.persistence.type "emptyDir")) $tlsVolumes }}
   volumes:
     {{- if .Values.config.override }}
     - name: config
@@ -221,6 +264,15 @@ spec:
         sizeLimit: {{ .Values.persistence.size }}
         {{- else }} {}
         {{- end }}
+    {{- end }}
+    {{- if $tlsVolumes }}
+    # TLS Secrets: files owned by root, group = the pod's fsGroup (podSecurityContext), mode 0440
+    {{- end }}
+    {{- range $name := keys $tlsVolumes | sortAlpha }}
+    - name: {{ $name }}
+      secret:
+        secretName: {{ get $tlsVolumes $name }}
+        defaultMode: 0440
     {{- end }}
   {{- end }}
 {{- end -}}
