@@ -260,7 +260,9 @@ class Config(Case):
         oaps = [self.oap("n0")]
         port = free_port()
         env = {"SATELLITE_GRPC_ADDRESS": "127.0.0.1:%d" % port, "SATELLITE_GRPC_CLIENT": oaps[0].address,
-               "SATELLITE_TRACINGPIPE_SENDER_FLUSH_TIME": "20"}
+               "SATELLITE_TRACINGPIPE_SENDER_FLUSH_TIME": "20",
+               # the shipped admin port (1234) may be taken on a shared machine
+               "SATELLITE_TELEMETRY_PROMETHEUS_ADDRESS": "127.0.0.1:0"}
         p = Proc([SKYRELAY, "--config", os.path.join(ROOT, "config", "skyrelay.yaml")], self.dir,
                  "envrelay", env=env)
         self.procs.append(p)
