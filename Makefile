@@ -169,7 +169,7 @@ $(BUILD)/fuzz/fuzz_schema: test/fuzz/fuzz_schema.c src/receiver/schema.c src/cor
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_FLAGS) -I$(BUILD)/proto -o $@ $(filter %.c,$^) $(PKG_LIBS)
 # the disk queue's recovery (scan, read-back, acknowledgement mark) on arbitrary files
-$(BUILD)/fuzz/fuzz_disklog: test/fuzz/fuzz_disklog.c src/queue/disklog.c src/queue/diskfile.c \
+$(BUILD)/fuzz/fuzz_disklog: test/fuzz/fuzz_disklog.c src/queue/disklog.c src/queue/diskfile.c src/queue/diskread.c \
 		src/core/clock.c src/core/log.c
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)

@@ -58,4 +58,9 @@ uint64_t sr_dfile_scan(const char *path, uint64_t size, uint64_t skip, int64_t *
 int sr_dfile_read_ack(int fd, uint64_t *id, uint64_t *idx);
 int sr_dfile_write_ack(int fd, uint64_t id, uint64_t idx);
 
+/* Shared by disklog.c and diskread.c: the segment holding record seq (index
+ * into d->segs, -1 when none), and closing the read file. */
+int32_t sr_dlog_find_seg(const struct sr_disklog *d, uint64_t seq);
+void sr_dlog_close_reader(struct sr_disklog *d);
+
 #endif

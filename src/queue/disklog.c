@@ -30,7 +30,6 @@
 #include "skyrelay/log.h"
 
 #define WBUF_CAP (64u * 1024)  /* allocated on first use: most partitions of most pipes stay idle */
-#define RBUF_CAP (128u * 1024)
 #define TRUNCATE_MIN (256u * 1024)    /* the last segment is replaced by an empty one from this
                                        * size when all its records are acknowledged (else by the
                                        * tick) */
@@ -233,7 +232,7 @@ static int sync_file(struct sr_disklog *d)
     return 0;
 }
 
-static void close_reader(struct sr_disklog *d)
+void sr_dlog_close_reader(struct sr_disklog *d)
 {
     if (d->rfd >= 0) close(d->rfd);
     d->rfd = -1;
@@ -261,7 +260,7 @@ void sr_disklog_close(struct sr_disklog *d)
             unlink(path);
         }
     }
-    close_reader(d);
+    sr_dlog_close_reader(d);
     if (d->sh && d->n_segs) {
         uint64_t bytes = 0;
         for (uint32_t i = 0; i < d->n_segs; i++) bytes += d->segs[i].size;
@@ -283,7 +282,7 @@ static void delete_seg(struct sr_disklog *d, uint32_t i)
     sr_dfile_path(d->dir, s->id, path, sizeof path);
     if (unlink(path) != 0 && errno != ENOENT)
         SR_LOG_RL(SR_LOG_ERROR, "queue", "disk queue: cannot delete %s: %s", path, strerror(errno));
-    if (d->rfd >= 0 && d->rfd_id == s->id) close_reader(d);
+    if (d->rfd >= 0 && d->rfd_id == s->id) sr_dlog_close_reader(d);
     atomic_fetch_sub_explicit(&d->sh->used, s->size, memory_order_relaxed);
     memmove(s, s + 1, sizeof(*s) * (d->n_segs - i - 1));
     d->n_segs--;
@@ -309,7 +308,7 @@ static void replace_last(struct sr_disklog *d)
     if (unlink(path) != 0 && errno != ENOENT)
         SR_LOG_RL(SR_LOG_ERROR, "queue", "disk queue: cannot delete %s: %s", path, strerror(errno));
     atomic_fetch_sub_explicit(&d->sh->used, old.size, memory_order_relaxed);
-    if (d->rfd >= 0 && d->rfd_id == old.id) close_reader(d);
+    if (d->rfd >= 0 && d->rfd_id == old.id) sr_dlog_close_reader(d);
     d->segs[d->n_segs - 2] = d->segs[d->n_segs - 1];
     d->n_segs--;
     d->wlen = 0; /* buffered records are acknowledged too: never written */
@@ -439,7 +438,7 @@ int64_t sr_disklog_append(struct sr_disklog *d, grpc_slice prefix, grpc_slice bo
 }
 
 /* The segment holding seq (binary search: sequence numbers are contiguous). */
-static int32_t find_seg(const struct sr_disklog *d, uint64_t seq)
+int32_t sr_dlog_find_seg(const struct sr_disklog *d, uint64_t seq)
 {
     uint32_t lo = 0, hi = d->n_segs;
     while (hi - lo > 1) {
@@ -452,144 +451,6 @@ static int32_t find_seg(const struct sr_disklog *d, uint64_t seq)
     if (d->n_segs == 0 || seq < d->segs[lo].first_seq || seq >= d->segs[lo].first_seq + d->segs[lo].n)
         return -1;
     return (int32_t)lo;
-}
-
-/* Makes [off, off + need) of segment id readable in rbuf. Returns the bytes
- * available from off (>= need unless the file ends first), or a negative errno. */
-static int64_t fill(struct sr_disklog *d, uint64_t id, uint64_t off, uint64_t need)
-{
-    ssize_t k;
-    if (d->rfd >= 0 && d->rfd_id == id && off >= d->rbuf_off &&
-        off + need <= d->rbuf_off + d->rbuf_len)
-        return (int64_t)(d->rbuf_off + d->rbuf_len - off);
-    if (d->rfd < 0 || d->rfd_id != id) {
-        char path[PATH_LEN];
-        close_reader(d);
-        sr_dfile_path(d->dir, id, path, sizeof path);
-        if ((d->rfd = open(path, O_RDONLY | O_CLOEXEC)) < 0) return -errno;
-        d->rfd_id = id;
-    }
-    if (need > d->rbuf_cap) {
-        uint8_t *b = realloc(d->rbuf, need);
-        if (!b) return -ENOMEM;
-        d->rbuf = b;
-        d->rbuf_cap = (uint32_t)need;
-    }
-    do
-        k = pread(d->rfd, d->rbuf, d->rbuf_cap, (off_t)off);
-    while (k < 0 && errno == EINTR);
-    if (k < 0) {
-        d->rbuf_len = 0;
-        return -errno;
-    }
-    d->rbuf_off = off;
-    d->rbuf_len = (uint32_t)k;
-    return k;
-}
-
-int sr_disklog_peek(struct sr_disklog *d, uint32_t *bytes)
-{
-    /* parsed again on every call: a record peeked earlier may sit in the write
-     * buffer, which an append since may have written out and reused */
-    d->cur_valid = false;
-    while (sr_disklog_backlog(d)) {
-        int32_t i = find_seg(d, d->read_seq);
-        struct sr_dseg *s;
-        const uint8_t *win;
-        uint64_t need = HDR;
-        int64_t avail, k;
-
-        if (i < 0) { /* cannot happen: the backlog is in the segments */
-            SR_LOG_RL(SR_LOG_ERROR, "queue", "disk queue %s: record %llu not found; skipped",
-                      d->name, (unsigned long long)d->read_seq);
-            d->read_seq++;
-            continue;
-        }
-        s = &d->segs[i];
-        if (s->id != d->read_id) {
-            d->read_id = s->id;
-            d->read_off = 0;
-        }
-        for (;;) {
-            bool from_wbuf = i == (int32_t)d->n_segs - 1 && d->read_off >= d->flushed;
-            if (from_wbuf) {
-                /* not written yet: read it from the buffer */
-                win = d->wbuf + (d->read_off - d->flushed);
-                avail = (int64_t)(d->wlen - (d->read_off - d->flushed));
-            } else {
-                if (!d->rbuf && !(d->rbuf = malloc(d->rbuf_cap = RBUF_CAP))) return -ENOMEM;
-                avail = fill(d, s->id, d->read_off, need);
-                if (avail < 0) {
-                    SR_LOG_RL(SR_LOG_ERROR, "queue", "disk queue %s: read failed: %s", d->name,
-                              strerror((int)-avail));
-                    return (int)avail;
-                }
-                win = d->rbuf + (d->read_off - d->rbuf_off);
-            }
-            k = sr_dfile_parse(win, (size_t)avail, &d->cur, &need);
-            if (k > 0) {
-                d->cur_data = win + HDR;
-                d->cur_size = (uint32_t)k;
-                d->cur_valid = true;
-                *bytes = d->cur.len;
-                return 1;
-            }
-            if (k == -2) {
-                d->read_off += need; /* damaged payload: counted by the scan at start */
-                need = HDR;
-                continue;
-            }
-            if (k == -1) {
-                d->read_off += sr_dfile_resync(win, (size_t)avail);
-                need = HDR;
-                continue;
-            }
-            /* k == 0: the record goes on past what is in the window */
-            if (from_wbuf) return -EIO; /* cannot happen: the buffer holds whole records */
-            avail = fill(d, s->id, d->read_off, need);
-            if (avail < 0) return (int)avail;
-            if ((uint64_t)avail < need) {
-                /* the file ends before the records it was counted with: give them up */
-                uint64_t end = s->first_seq + s->n, q = d->read_seq;
-                SR_LOG_RL(SR_LOG_ERROR, "queue",
-                          "disk queue %s: segment %016llx ends early; %llu records lost", d->name,
-                          (unsigned long long)s->id, (unsigned long long)(end - q));
-                atomic_fetch_add_explicit(&d->st_corrupt, end - q, memory_order_relaxed);
-                d->read_seq = end;
-                for (; q < end; q++) sr_disklog_ack(d, q);
-                break;
-            }
-        }
-    }
-    return 0;
-}
-
-static grpc_slice copy_slice(const uint8_t *p, uint32_t n)
-{
-    return n ? grpc_slice_from_copied_buffer((const char *)p, n) : grpc_empty_slice();
-}
-
-void sr_disklog_take(struct sr_disklog *d, grpc_slice *prefix, grpc_slice *body, uint64_t *key,
-                     uint32_t *items, uint8_t *flags, int64_t *arrival_ms, uint64_t *seq)
-{
-    *prefix = copy_slice(d->cur_data, d->cur.prefix_len);
-    *body = copy_slice(d->cur_data + d->cur.prefix_len, d->cur.len - d->cur.prefix_len);
-    *key = d->cur.key;
-    *items = d->cur.items;
-    *flags = d->cur.flags;
-    *arrival_ms = d->cur.arrival_ms - d->wall_off;
-    if (*arrival_ms > sr_now_ms()) *arrival_ms = sr_now_ms(); /* clocks moved since */
-    *seq = d->read_seq;
-    if (d->read_seq < d->recovered_end)
-        atomic_fetch_add_explicit(&d->st_replayed, 1, memory_order_relaxed);
-    d->read_off += d->cur_size;
-    d->read_seq++;
-    d->cur_valid = false;
-    if (!sr_disklog_backlog(d)) { /* caught up: the read buffer waits for the next backlog */
-        close_reader(d);
-        free(d->rbuf);
-        d->rbuf = NULL;
-    }
 }
 
 /* Moves the mark past every acknowledged record at its front. */
@@ -614,7 +475,7 @@ static void save_ack(struct sr_disklog *d)
     if (d->low_seq == d->next_seq) { /* everything: the end of the last segment */
         id = last_seg(d)->id;
         idx = last_seg(d)->first_idx + last_seg(d)->n;
-    } else if ((i = find_seg(d, d->low_seq)) >= 0) {
+    } else if ((i = sr_dlog_find_seg(d, d->low_seq)) >= 0) {
         id = d->segs[i].id;
         idx = d->segs[i].first_idx + (d->low_seq - d->segs[i].first_seq);
     } else {
@@ -631,7 +492,7 @@ static void save_ack(struct sr_disklog *d)
 
 void sr_disklog_ack(struct sr_disklog *d, uint64_t seq)
 {
-    int32_t i = find_seg(d, seq);
+    int32_t i = sr_dlog_find_seg(d, seq);
     struct sr_dseg *s;
     if (i < 0) return;
     mark_acked(d, seq);
