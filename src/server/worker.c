@@ -25,9 +25,10 @@
 #include "skyrelay/relay.h"
 #include "skyrelay/receiver.h"
 #include "skyrelay/schema.h"
-#include "skyrelay/self_meter.h"
 #include "skyrelay/wire.h"
 #include "skyrelay/worker.h"
+
+#include "worker_internal.h"
 
 #define HEALTH_CHECK "/grpc.health.v1.Health/Check"
 #define PENDING_REQUESTS 32 /* request_call kept outstanding per worker (grpc-core-notes 4g) */
@@ -54,8 +55,6 @@ struct sr_dcall {
 };
 
 static void on_new(struct sr_worker *w, struct sr_tag *t, bool ok);
-static void rebuild_balancers(struct sr_worker *w);
-static void apply_reload(struct sr_worker *w);
 static void on_recv(struct sr_worker *w, struct sr_tag *t, bool ok);
 static void on_send(struct sr_worker *w, struct sr_tag *t, bool ok);
 static void on_close(struct sr_worker *w, struct sr_tag *t, bool ok);
@@ -380,56 +379,11 @@ static int64_t expire_waiters(struct sr_worker *w, struct sr_pipe_rt *p)
     return p->wait_head ? p->wait_head->wait_deadline : INT64_MAX;
 }
 
-/* Worker 0 feeds skyrelay's own meters into its meter partition
- * (telemetry.export: metrics_service). Returns when to run again. */
-static int64_t self_meter(struct sr_worker *w)
-{
-    const struct sr_config *cfg = w->rt->cfg;
-    struct sr_pipe_rt *p = &w->pipes[SR_PIPE_METER];
-    struct timespec ts;
-    grpc_slice s;
-    uint64_t key;
-
-    if (w->id != 0 || !cfg->telemetry.export_metrics_service || !p->cfg->enabled)
-        return INT64_MAX;
-    if (w->self_meter_next_ms == 0) w->self_meter_next_ms = w->now_ms + cfg->telemetry.interval_ms;
-    if (w->now_ms < w->self_meter_next_ms) return w->self_meter_next_ms;
-    w->self_meter_next_ms = w->now_ms + cfg->telemetry.interval_ms;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (sr_self_meter_build(w->rt, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-                            &w->cpu_state, &s, &key) != 0)
-        return w->self_meter_next_ms;
-    if (sr_partition_push(&p->part, grpc_empty_slice(), s, key, 1, SR_EV_FRAGMENT, w->now_ms) != 0) {
-        grpc_slice_unref(s);
-        SR_CNT_ADD(w->ctr.pipe[SR_PIPE_METER].rejected_events, 1);
-        SR_LOG_RL(SR_LOG_WARN, "telemetry", "meter queue full: self meters of this interval dropped");
-    } else {
-        SR_CNT_ADD(w->ctr.pipe[SR_PIPE_METER].recv_events, 1);
-        p->dirty = true;
-    }
-    return w->self_meter_next_ms;
-}
-
 static bool partitions_empty(struct sr_worker *w)
 {
     for (int i = 0; i < SR_PIPE_COUNT; i++)
         if (!sr_partition_empty(&w->pipes[i].part)) return false;
     return true;
-}
-
-/* Disk queue housekeeping: write what is buffered, sync under sync: interval,
- * truncate logs whose records are all acknowledged. Returns when to run again. */
-static int64_t disk_tick(struct sr_worker *w)
-{
-    const struct sr_config *cfg = w->rt->cfg;
-    uint32_t every = cfg->queue.disk.sync == SR_DISK_SYNC_INTERVAL ? cfg->queue.disk.sync_interval_ms
-                                                                  : 1000;
-    if (!w->rt->disk.dir) return INT64_MAX;
-    if (w->now_ms < w->disk_tick_ms) return w->disk_tick_ms;
-    for (int i = 0; i < SR_PIPE_COUNT; i++)
-        if (w->pipes[i].part.disk) sr_disklog_tick(w->pipes[i].part.disk, w->now_ms);
-    w->disk_tick_ms = w->now_ms + every;
-    return w->disk_tick_ms;
 }
 
 static void *worker_main(void *arg)
@@ -449,12 +403,12 @@ static void *worker_main(void *arg)
         t = (int64_t)atomic_load_explicit(&w->rt->up.gen, memory_order_acquire);
         if ((uint64_t)t != w->node_gen) {
             w->node_gen = (uint64_t)t;
-            rebuild_balancers(w);
+            sr_worker_rebuild_balancers(w);
         }
         t = (int64_t)atomic_load_explicit(&w->rt->cfg_gen, memory_order_acquire);
         if ((uint64_t)t != w->cfg_gen) {
             w->cfg_gen = (uint64_t)t;
-            apply_reload(w);
+            sr_worker_apply_reload(w);
         }
         if (atomic_load_explicit(&w->rt->force_stop, memory_order_relaxed) && !abandoned) {
             abandoned = true;
@@ -468,11 +422,11 @@ static void *worker_main(void *arg)
             if (t < w->stall_check_ms) w->stall_check_ms = t;
         }
         if (w->stall_check_ms < wake) wake = w->stall_check_ms;
-        t = disk_tick(w);
+        t = sr_worker_disk_tick(w);
         if (t < wake) wake = t;
         draining = atomic_load_explicit(&w->rt->draining, memory_order_relaxed);
         if (!draining) {
-            t = self_meter(w);
+            t = sr_worker_self_meter(w);
             if (t < wake) wake = t;
         }
         for (int i = 0; i < SR_PIPE_COUNT; i++) {
@@ -526,73 +480,6 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static struct sr_balancer *new_balancer(struct sr_runtime *rt, const struct sr_pipe_config *pc)
-{
-    const struct sr_balancer_type *type = sr_balancer_for_policy(pc->routing.policy);
-    struct sr_balancer_opts opts = {.lru_size = pc->routing.lru_size,
-                                    .lru_ttl_ms = pc->routing.lru_ttl_ms};
-    if (!type) {
-        SR_ERROR("worker", "routing policy %s has no balancer", sr_routing_policy_name(pc->routing.policy));
-        return NULL;
-    }
-    return type->create(&rt->up, &opts);
-}
-
-/* The node set changed (discovery): rebuild this worker's balancers over it,
- * keeping the fixed balancers' pins (inherit). On failure the old ones stay:
- * they skip gone nodes, they only miss the new ones until the next change. */
-static void rebuild_balancers(struct sr_worker *w)
-{
-    struct sr_balancer *rb = sr_balancer_round_robin.create(&w->rt->up, NULL);
-    if (rb) {
-        w->relay_balancer->type->destroy(w->relay_balancer);
-        w->relay_balancer = rb;
-    }
-    for (int i = 0; i < SR_PIPE_COUNT; i++) {
-        struct sr_pipe_rt *p = &w->pipes[i];
-        struct sr_balancer *nb;
-        if (!p->cfg->enabled || !p->balancer) continue;
-        nb = new_balancer(w->rt, p->cfg);
-        if (!nb) {
-            SR_LOG_RL(SR_LOG_ERROR, "worker", "out of memory rebuilding a balancer");
-            continue;
-        }
-        sr_balancer_inherit(nb, p->balancer);
-        p->balancer->type->destroy(p->balancer);
-        p->balancer = nb;
-        p->dirty = true; /* batches waiting for a node may have one now */
-    }
-}
-
-/* What a pipe takes from the configuration (again after a reload). */
-static void pipe_settings(struct sr_pipe_rt *p, const struct sr_config *cfg)
-{
-    const struct sr_pipe_config *pc = &cfg->pipes[p->id];
-    const struct sr_balancer_type *bt = sr_balancer_for_policy(pc->routing.policy);
-    p->cfg = pc;
-    p->plan = sr_plan_for(p->id, pc->mode);
-    p->method = grpc_slice_from_static_string(p->plan->method);
-    p->token = cfg->upstream.authentication && cfg->upstream.authentication[0]
-                   ? cfg->upstream.authentication
-                   : NULL;
-    p->key_routing = bt && bt->keyed;
-    /* a pipe whose events carry no identity (pipes.h `keyed`) never reads a key */
-    p->keyed = sr_pipe_def(p->id)->keyed && (p->plan->group_by_key || p->key_routing);
-}
-
-/* A reload published a new configuration: the pipes read it again and the
- * balancers are rebuilt (routing policies may have changed; fixed keeps its
- * pins when it stays fixed). Batches in flight keep the units they have. */
-static void apply_reload(struct sr_worker *w)
-{
-    const struct sr_config *cfg = w->rt->cfg;
-    for (int i = 0; i < SR_PIPE_COUNT; i++) {
-        pipe_settings(&w->pipes[i], cfg);
-        w->pipes[i].dirty = true;
-    }
-    rebuild_balancers(w);
-}
-
 int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
 {
     const struct sr_config *cfg = rt->cfg;
@@ -614,7 +501,7 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
         const struct sr_pipe_config *pc = &cfg->pipes[i];
         p->id = (enum sr_pipe_id)i;
         p->wake_ms = INT64_MAX;
-        pipe_settings(p, cfg);
+        sr_worker_pipe_settings(p, cfg);
         if (!pc->enabled) continue;
         /* The pipe's bounds are split evenly over the worker partitions. */
         if (sr_partition_init(&p->part, (pc->queue.max_events + nw - 1) / nw,
@@ -632,7 +519,7 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
         }
         p->node_calls = calloc(SR_MAX_NODES, sizeof(*p->node_calls));
         if (!p->node_calls) return -1;
-        p->balancer = new_balancer(rt, pc);
+        p->balancer = sr_worker_new_balancer(rt, pc);
         if (!p->balancer) return -1;
     }
     return 0;
