@@ -44,6 +44,14 @@ static inline struct sr_event *ev_of(struct sr_batch *b, const struct sr_unit *u
     return &b->ev[b->order[u->off + k]];
 }
 
+/* Fills b->order and b->units: events grouped by key (stable), or one unit
+ * holding every event in order. Returns 0, or -1 when out of memory (src/sender/message.c). */
+int sr_sender_build_units(struct sr_batch *b, bool by_key, int64_t now_ms);
+
+/* The call's next upstream message, built by reference from its units' events
+ * (src/sender/message.c). */
+grpc_byte_buffer *sr_sender_build_message(struct sr_ucall *uc);
+
 /* Gives up unit u (counted as `reason`; a poison event is also logged with
  * its first bytes and written to queue.dead_letter_dir). */
 void sr_sender_drop_unit(struct sr_worker *w, struct sr_pipe_rt *p, struct sr_batch *b,
