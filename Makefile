@@ -88,6 +88,7 @@ test-asan: deps
 # it says so and skips without them. Uses the binaries of $(BUILD).
 .PHONY: bench-compare
 bench-compare: $(BUILD)/skyrelay tools
+	$(Q)scripts/install-deps.sh --bench
 	$(Q)SKYRELAY_BUILD=$(abspath $(BUILD)) /usr/bin/python3 test/bench/compare.py
 
 bench: $(BUILD)/skyrelay tools
