@@ -44,6 +44,8 @@ struct sr_pipe_def {
     /* The pipes.<name>.upstream_method values, one per plan, NULL-terminated; NULL for a
      * pipe with one mode (it has no upstream_method key). */
     const char *const *modes;
+    /* The built-in upstream_method: an index into modes (0: the first). */
+    int default_mode;
     /* The built-in routing.policy (a balancer name, e.g. "fixed"); NULL: the generic default. */
     const char *routing;
     /* Its events carry an identity (stream context, key fields or a collection's identity):

@@ -115,7 +115,7 @@ void sr_config_defaults(struct sr_config *cfg)
 
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
         cfg->pipes[i].enabled = true;
-        cfg->pipes[i].mode = 0; /* its first mode: SR_SEGMENT_COLLECT, SR_ALS_PER_IDENTIFIER */
+        cfg->pipes[i].mode = sr_pipe_defs[i].default_mode; /* segment: collect_in_sync */
         cfg->pipes[i].queue = default_queue;
         cfg->pipes[i].sender = default_sender;
         cfg->pipes[i].routing = default_routing;

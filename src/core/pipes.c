@@ -126,6 +126,10 @@ const struct sr_pipe_def sr_pipe_defs[SR_PIPE_COUNT] = {
                        [SR_SEGMENT_COLLECT_IN_SYNC] = &plan_segment_sync),
         .modes = MODES([SR_SEGMENT_COLLECT] = "collect",
                        [SR_SEGMENT_COLLECT_IN_SYNC] = "collect_in_sync"),
+        /* OAP serves collectInSync since 8.2 (2020): one unary call per batch costs half
+         * of a stream's per-segment messages, and a failed call delivers nothing (no
+         * partial duplicates); `collect` stays for older OAP (docs/protocols.md) */
+        .default_mode = SR_SEGMENT_COLLECT_IN_SYNC,
         .keyed = true,
     },
     [SR_PIPE_LOG] = {

@@ -54,11 +54,8 @@ def run(mode, streams, messages, size, workdir):
            "SATELLITE_LOGGER_LEVEL": "warn"}
     if disk:
         env["SKYRELAY_QUEUE_DIR"] = os.path.join(workdir, "queue-" + label)
+    env["SKYRELAY_SEGMENT_UPSTREAM_METHOD"] = mode  # the shipped config's placeholder
     cfg = os.path.join(ROOT, "config", "skyrelay.yaml")
-    if mode != "collect":
-        cfg = os.path.join(workdir, "bench-%s.yaml" % mode)
-        with open(os.path.join(ROOT, "config", "skyrelay.yaml")) as src, open(cfg, "w") as dst:
-            dst.write(src.read().replace("upstream_method: collect ", "upstream_method: %s " % mode))
     relay = Proc([SKYRELAY, "--config", cfg], workdir, "skyrelay-" + label, env=env)
     try:
         wait_until(lambda: relay.alive() and os.path.exists("/proc/%d" % relay.pid) and
@@ -107,6 +104,7 @@ def drain(streams, size, workdir):
     env = {"SATELLITE_GRPC_ADDRESS": "127.0.0.1:%d" % port,
            "SATELLITE_GRPC_CLIENT": ",".join("127.0.0.1:%d" % p for p in ports),
            "SATELLITE_LOGGER_LEVEL": "error", "SKYRELAY_QUEUE_DIR": os.path.join(workdir, "queue-drain"),
+           "SKYRELAY_SEGMENT_UPSTREAM_METHOD": "collect",  # counted per upstream message
            "SKYRELAY_QUEUE_TOTAL_MAX_BYTES": "16MiB"}
     relay = Proc([SKYRELAY, "--config", os.path.join(ROOT, "config", "skyrelay.yaml")], workdir,
                  "skyrelay-drain", env=env)

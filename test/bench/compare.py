@@ -216,15 +216,8 @@ class Relay:
         self.port = free_port()
         self.address = "127.0.0.1:%d" % self.port
         cfg = os.path.join(ROOT, "config", "skyrelay.yaml")
-        if method != "collect":
-            with open(cfg) as src:
-                text = src.read()
-            if "upstream_method: collect " not in text:
-                raise AssertionError("config/skyrelay.yaml: no 'upstream_method: collect ' to change")
-            cfg = os.path.join(workdir, "skyrelay-%s.yaml" % method)
-            with open(cfg, "w") as dst:
-                dst.write(text.replace("upstream_method: collect ", "upstream_method: %s " % method))
-        env = {"SATELLITE_GRPC_ADDRESS": self.address,
+        env = {"SKYRELAY_SEGMENT_UPSTREAM_METHOD": method,  # the shipped config's placeholder
+               "SATELLITE_GRPC_ADDRESS": self.address,
                "SATELLITE_GRPC_CLIENT": ",".join(upstreams),
                "SATELLITE_TELEMETRY_PROMETHEUS_ADDRESS": "127.0.0.1:0",
                "SATELLITE_LOGGER_LEVEL": "warn"}

@@ -225,10 +225,12 @@ class Case(unittest.TestCase):
         return self.total(oaps, path)
 
 
-def pipes(batch=50, linger="20ms", segment_method=None, als_method=None, queue=None,
+def pipes(batch=50, linger="20ms", segment_method="collect", als_method=None, queue=None,
           max_inflight=None):
     """A `pipes:` section with fast flush settings (tests do not wait on the 1 s
-    default linger), plus optional modes and per-pipe queue overrides."""
+    default linger), plus optional modes and per-pipe queue overrides. Segments go
+    upstream with `collect` unless segment_method says otherwise (many tests count
+    the messages of that method; the built-in default is collect_in_sync)."""
     out = ["pipes:"]
     for name in ("segment", "log", "meter", "als", "jvm", "clr", "event", "span_attached_event",
                  "profile_snapshot", "ebpf_profiling", "ebpf_access_log", "keepalive",

@@ -131,7 +131,8 @@ def bench_run(policy, delay_ms, streams, messages, workdir):
     env = {"SATELLITE_GRPC_ADDRESS": "127.0.0.1:%d" % port,
            "SATELLITE_GRPC_CLIENT": ",".join(o.address for o in oaps),
            "SATELLITE_LOGGER_LEVEL": "warn", "SKYRELAY_ROUTING_POLICY": policy,
-           "SATELLITE_TELEMETRY_PROMETHEUS_ADDRESS": "127.0.0.1:0"}  # 1234 may be taken
+           "SATELLITE_TELEMETRY_PROMETHEUS_ADDRESS": "127.0.0.1:0",  # 1234 may be taken
+           "SKYRELAY_SEGMENT_UPSTREAM_METHOD": "collect"}  # counted per message below
     relay = Proc([SKYRELAY, "--config", os.path.join(ROOT, "config", "skyrelay.yaml")], workdir,
                  "skyrelay-" + tag, env=env)
     path = "/skywalking.v3.TraceSegmentReportService/collect"

@@ -113,9 +113,10 @@ static void routing_names_a_policy_and_is_the_pipes_default(void **state)
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
         const char *want = sr_pipe_defs[i].routing ? sr_pipe_defs[i].routing : "round_robin";
         assert_string_equal(sr_routing_policy_name(cfg.pipes[i].routing.policy), want);
-        assert_int_equal(cfg.pipes[i].mode, 0);
+        assert_int_equal(cfg.pipes[i].mode, sr_pipe_defs[i].default_mode);
     }
     assert_string_equal(sr_pipe_defs[SR_PIPE_METER].routing, "fixed");
+    assert_int_equal(cfg.pipes[SR_PIPE_SEGMENT].mode, SR_SEGMENT_COLLECT_IN_SYNC);
     sr_config_deinit(&cfg);
 }
 
