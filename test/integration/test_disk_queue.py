@@ -30,6 +30,7 @@ import zlib
 
 from harness import LOADGEN, SKYRELAY, Background, Proc, free_port, loadgen, pipes, wait_until
 from test_faults import FaultCase, agent_errors, id_hash, mnum, mval, poll, scrape
+from test_faults import read_ids as read_ids_of
 
 # ---- names skyrelay exports (docs/metrics.md); adapt here only ----
 M_DISK_EVENTS = "skyrelay_queue_disk_events"
@@ -188,17 +189,7 @@ def hashes(prefix, streams, messages, only=None):
 
 def read_ids(oaps):
     """{kind: set of id hashes} over the nodes' --ids files (the nodes must have exited)."""
-    out = {k: set() for k in PIPES}
-    for o in oaps:
-        try:
-            with open(o.ids_path) as f:
-                for line in f:
-                    k, _, h = line.strip().partition(" ")
-                    if k in out:
-                        out[k].add(h)
-        except OSError:
-            pass
-    return out
+    return read_ids_of(oaps, PIPES)
 
 
 def http_status(port, path, timeout=5):

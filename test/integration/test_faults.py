@@ -218,11 +218,10 @@ class FaultCase(Case):
         return poll(once, timeout)
 
 
-def union_by_kind(case, oaps, kinds):
-    """Stops the nodes; {kind: set of id hashes} over all of them (see Case.union_ids)."""
+def read_ids(oaps, kinds):
+    """{kind: set of id hashes} over the nodes' --ids files (written when a node exits)."""
     out = {k: set() for k in kinds}
     for o in oaps:
-        o.stop()
         try:
             with open(o.ids_path) as f:
                 for line in f:
@@ -232,6 +231,13 @@ def union_by_kind(case, oaps, kinds):
         except OSError:
             pass
     return out
+
+
+def union_by_kind(case, oaps, kinds):
+    """Stops the nodes; {kind: set of id hashes} over all of them (see Case.union_ids)."""
+    for o in oaps:
+        o.stop()
+    return read_ids(oaps, kinds)
 
 
 class Sampler(threading.Thread):

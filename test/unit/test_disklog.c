@@ -250,6 +250,15 @@ static void out_of_order_acknowledgements_replay_from_the_first_gap(void **state
     for (uint32_t i = 3; i < 10; i++) expect_next(f, i, 1000);
 }
 
+/* The child process pid ended with status 0. */
+static void child_ok(pid_t pid)
+{
+    int st = -1;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* A child process appends, acknowledges and ticks, then dies without closing. */
 static void crash_child(struct fx *f, uint32_t first, uint32_t n, uint32_t acks_before_tick,
                         uint32_t acks_after_tick)
@@ -268,11 +277,7 @@ static void crash_child(struct fx *f, uint32_t first, uint32_t n, uint32_t acks_
         sr_disklog_commit(&f->d);
         _exit(0); /* no close: what kill -9 leaves (the page cache has the files) */
     }
-    {
-        int st = -1;
-        assert_int_equal(waitpid(pid, &st, 0), pid);
-        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
+    child_ok(pid);
 }
 
 static void after_a_crash_the_mark_of_the_last_tick_counts(void **state)
@@ -303,11 +308,7 @@ static void a_mark_never_skips_records_written_after_it(void **state)
         sr_disklog_commit(&f->d);
         _exit(0);
     }
-    {
-        int st = -1;
-        assert_int_equal(waitpid(pid, &st, 0), pid);
-        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
+    child_ok(pid);
     assert_int_equal(sr_disklog_open(&f->d, &f->sh, "segment", 0, &why), 0);
     assert_int_equal(atomic_load(&f->d.st_recovered), 7);
     for (uint32_t i = 5; i < 12; i++) expect_next(f, i, 1000);
@@ -410,12 +411,7 @@ static void a_second_process_cannot_take_the_directory(void **state)
         int r = sr_disk_shared_open(&other, f->dir, BIG, 0, MIB, SR_DISK_SYNC_NONE, &why);
         _exit(r == -EWOULDBLOCK && why && strstr(why, "in use by another skyrelay") ? 0 : 1);
     }
-    {
-        int st = -1;
-        assert_int_equal(waitpid(pid, &st, 0), pid);
-        assert_true(WIFEXITED(st));
-        assert_int_equal(WEXITSTATUS(st), 0);
-    }
+    child_ok(pid);
 }
 
 static void budget_refuses_then_frees_with_acknowledgements(void **state)
