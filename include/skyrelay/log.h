@@ -13,7 +13,9 @@
 
 enum sr_log_level { SR_LOG_ERROR = 0, SR_LOG_WARN, SR_LOG_INFO, SR_LOG_DEBUG };
 
-extern int sr_log_level;
+/* Read by every thread at each log call; written at start and by a reload (SIGHUP,
+ * main thread): atomic, so a reload never races the workers' checks. */
+extern _Atomic int sr_log_level;
 
 /* Parses "error|warn|warning|info|debug" (case-insensitive). Returns the level or -1. */
 int sr_log_level_parse(const char *s);

@@ -9,7 +9,7 @@
 
 #include "skyrelay/log.h"
 
-int sr_log_level = SR_LOG_INFO;
+_Atomic int sr_log_level = SR_LOG_INFO;
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
 
