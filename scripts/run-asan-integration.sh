@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 LOGS=$(mktemp -d /tmp/skyrelay-asan.XXXXXX)
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
-MODULES=${*:-"test_datapath test_protocols test_telemetry test_discovery_dns test_connections test_routing test_faults.Poison test_relay_faults"}
+MODULES=${*:-"test_datapath test_protocols test_telemetry test_discovery_dns test_connections test_routing test_faults.Poison test_relay_faults test_config_discovery"}
 cd test/integration
 SKYRELAY_BIN="$(pwd)/../../build-asan/skyrelay" \
 ASAN_OPTIONS="detect_leaks=1:log_path=$LOGS/asan" \

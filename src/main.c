@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "skyrelay/admin.h"
+#include "skyrelay/cds.h"
 #include "skyrelay/config.h"
 #include "skyrelay/conn_limit.h"
 #include "skyrelay/discovery.h"
@@ -84,11 +85,17 @@ static void log_stats(const char *when)
         sr_call_snapshot(&rt, &t);
         SR_INFO("stats",
                 "%s calls sync=%llu relay=%llu passthrough_failed=%llu relay_msgs_up=%llu "
-                "relay_msgs_down=%llu unauthenticated=%llu unimplemented=%llu",
+                "relay_msgs_down=%llu unauthenticated=%llu unimplemented=%llu cds_upstream=%llu "
+                "cds_coalesced=%llu cds_cache=%llu cds_stale=%llu cds_error=%llu",
                 when, (unsigned long long)t.relay_calls[0], (unsigned long long)t.relay_calls[1],
                 (unsigned long long)t.relay_failed, (unsigned long long)t.msgs_up,
                 (unsigned long long)t.msgs_down, (unsigned long long)t.unauthenticated,
-                (unsigned long long)t.unimplemented);
+                (unsigned long long)t.unimplemented,
+                (unsigned long long)t.cds_answers[SR_CDS_UPSTREAM],
+                (unsigned long long)t.cds_answers[SR_CDS_COALESCED],
+                (unsigned long long)t.cds_answers[SR_CDS_CACHE],
+                (unsigned long long)t.cds_answers[SR_CDS_STALE],
+                (unsigned long long)t.cds_answers[SR_CDS_ERROR]);
     }
     {
         struct sr_conn_stats cs;
@@ -323,6 +330,10 @@ static int run(const struct sr_config *cfg)
         chargs.num_args++;
     }
     rt.server = grpc_server_create(&chargs, NULL);
+    if (sr_cds_register(&rt) != 0) { /* fetchConfigurations: all to worker 0 (src/server/cds.c) */
+        SR_ERROR("main", "cannot register fetchConfigurations");
+        goto out_server;
+    }
 
     if (cfg->queue.disk.dir && cfg->queue.disk.dir[0]) {
         const char *why = NULL;

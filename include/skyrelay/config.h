@@ -187,6 +187,12 @@ struct sr_config {
                                          * 0 = auto (all with one node, else half, >= 1) */
         char *authentication;        /* sent as `authentication` on every upstream call; NULL = none */
         uint64_t max_receive_message_size;
+        struct {                    /* fetchConfigurations (src/server/cds.c) */
+            uint32_t cache_ttl_ms;  /* an answer this young answers polls itself; 0 = off */
+            uint32_t stale_ttl_ms;  /* one this young answers when OAP does not; 0 = off */
+            uint32_t max_services;  /* entries kept; then the least recently used goes */
+            uint64_t max_bytes;     /* their bytes; likewise */
+        } config_discovery;
         struct sr_upstream_tls_config {
             bool enabled;          /* TLS to OAP; the files below are ignored when false */
             char *ca_file;         /* PEM CAs OAP's certificate is verified against; NULL = system roots */

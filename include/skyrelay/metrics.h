@@ -172,6 +172,18 @@ void sr_latency_observe(struct sr_latency *l, uint64_t us);
 /* Same, for a histogram several threads write (atomic adds). */
 void sr_latency_observe_shared(struct sr_latency *l, uint64_t us);
 
+/* How a fetchConfigurations poll was answered (src/server/cds.c): the label of
+ * skyrelay_config_discovery_answers_total. */
+#define SR_CDS_SOURCES(X)                                                                          \
+    X(SR_CDS_UPSTREAM, "upstream")   /* by the upstream call it started */                         \
+    X(SR_CDS_COALESCED, "coalesced") /* by an upstream call another poll started */                \
+    X(SR_CDS_CACHE, "cache")         /* by a fresh entry, without an upstream call */              \
+    X(SR_CDS_STALE, "stale")         /* by an old entry, because OAP did not answer */             \
+    X(SR_CDS_ERROR, "error")         /* with a status other than OK */
+#define SR_CDS_ENUM_(e, name) e,
+enum sr_cds_source { SR_CDS_SOURCES(SR_CDS_ENUM_) SR_CDS_SOURCE_COUNT };
+#undef SR_CDS_ENUM_
+
 struct sr_worker_counters {
     struct sr_pipe_counters pipe[SR_PIPE_COUNT];
     struct sr_latency upstream_latency[SR_PIPE_COUNT]; /* batch calls, start to status */
@@ -181,6 +193,11 @@ struct sr_worker_counters {
     _Atomic uint64_t relay_failed;          /* of those, ended with a status other than OK */
     _Atomic uint64_t relay_msgs_up;         /* messages relayed caller -> OAP */
     _Atomic uint64_t relay_msgs_down;       /* messages relayed OAP -> caller */
+    /* fetchConfigurations (worker 0 only) */
+    _Atomic uint64_t cds_answers[SR_CDS_SOURCE_COUNT];
+    _Atomic uint64_t cds_upstream_calls; /* upstream calls started */
+    _Atomic uint64_t cds_entries;        /* gauge: services in the cache */
+    _Atomic uint64_t cds_bytes;          /* gauge: their bytes */
 };
 
 #define SR_CNT_ADD(c, v)                                                                           \
@@ -240,6 +257,7 @@ void sr_pipe_snapshot(const struct sr_runtime *rt, enum sr_pipe_id id, struct sr
 struct sr_call_totals {
     uint64_t relay_calls[2]; /* [0] sync, [1] relay */
     uint64_t relay_failed, msgs_up, msgs_down, unauthenticated, unimplemented;
+    uint64_t cds_answers[SR_CDS_SOURCE_COUNT], cds_upstream_calls, cds_entries, cds_bytes;
 };
 void sr_call_snapshot(const struct sr_runtime *rt, struct sr_call_totals *out);
 

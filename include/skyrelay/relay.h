@@ -36,4 +36,19 @@ void sr_relay_start(struct sr_worker *w, grpc_call *call, grpc_call_details *det
  * is "trailers". Borrows key and value. Any thread. */
 bool sr_metadata_reserved(grpc_slice key, grpc_slice value);
 
+/* The caller's request metadata to send upstream: its forwardable entries
+ * (slices borrowed from `in`), with `auth` (upstream.authentication, may be
+ * NULL or "") replacing the caller's `authentication`. *n_out gets the count.
+ * Returns a heap array (free()), or NULL when out of memory. Any thread. */
+grpc_metadata *sr_relay_request_md(const grpc_metadata_array *in, const char *auth, size_t *n_out);
+
+/* Upstream's initial (status false) or trailing (status true: with rich error
+ * details) metadata to send to the caller, slices borrowed from `in`. Returns a
+ * heap array (free()), or NULL when out of memory. Any thread. */
+grpc_metadata *sr_relay_answer_md(const grpc_metadata_array *in, bool status, size_t *n_out);
+
+/* A caller's deadline (as request_call gave it) in sr_now_ms() milliseconds;
+ * INT64_MAX when it has none. Any thread. */
+int64_t sr_caller_deadline_ms(gpr_timespec d);
+
 #endif

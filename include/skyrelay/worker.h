@@ -38,6 +38,7 @@ struct sr_tag {
 
 struct sr_dcall;
 struct sr_ucall;
+struct sr_cds;
 
 /* A process CPU reading (self meters' CPU gauge). */
 struct sr_cpu_sample {
@@ -92,6 +93,7 @@ struct sr_worker {
     int64_t disk_tick_ms;    /* next disk queue housekeeping (flush, sync, truncate) */
     uint64_t cfg_gen;        /* the configuration generation its pipes were set up from */
     uint64_t dead_letters;   /* files written to queue.dead_letter_dir */
+    struct sr_cds *cds;      /* worker 0: fetchConfigurations (src/server/cds.c) */
 };
 
 struct sr_runtime {
@@ -111,6 +113,7 @@ struct sr_runtime {
     struct sr_retired_cfg *retired;    /* replaced configs, freed a minute later (main thread) */
     _Atomic uint64_t reloads_ok, reloads_failed;
     _Atomic uint32_t reload_restart_pending; /* settings the last reload could not apply */
+    void *cds_method[2]; /* registered fetchConfigurations paths (sr_cds_register) */
 };
 
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "skyrelay/admin.h"
+#include "skyrelay/cds.h"
 #include "skyrelay/discovery.h"
 #include "skyrelay/buf.h"
 #include "skyrelay/conn_limit.h"
@@ -356,6 +357,19 @@ static void render_server(struct sr_buf *o, struct sr_runtime *rt)
     sample(o, "skyrelay_passthrough_calls_total", "mode", "relay", s.relay_calls[1]);
     single(o, "skyrelay_passthrough_failed_calls_total", "counter",
            "Pass-through calls that ended with a status other than OK.", s.relay_failed);
+    family(o, "skyrelay_config_discovery_answers_total", "counter",
+           "fetchConfigurations polls answered, by source: upstream (the call it started), "
+           "coalesced (a call another poll started), cache (a fresh answer, no call), stale (the "
+           "last answer, because OAP did not answer), error (a status other than OK).");
+    for (int k = 0; k < SR_CDS_SOURCE_COUNT; k++)
+        sample(o, "skyrelay_config_discovery_answers_total", "source", sr_cds_source_names[k],
+               s.cds_answers[k]);
+    single(o, "skyrelay_config_discovery_upstream_calls_total", "counter",
+           "fetchConfigurations calls sent to OAP.", s.cds_upstream_calls);
+    single(o, "skyrelay_config_discovery_cached_services", "gauge",
+           "Services whose last fetchConfigurations answer is kept.", s.cds_entries);
+    single(o, "skyrelay_config_discovery_cache_bytes", "gauge",
+           "Bytes of the kept fetchConfigurations answers.", s.cds_bytes);
     family(o, "skyrelay_relay_messages_total", "counter",
            "Messages relayed by pass-through calls, by direction: up (agent to OAP) or down "
            "(OAP to agent).");

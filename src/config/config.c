@@ -108,6 +108,10 @@ void sr_config_defaults(struct sr_config *cfg)
     cfg->upstream.backoff_max_ms = 10 * SEC;
     cfg->upstream.retry_max_ms = 60 * SEC;
     cfg->upstream.sync_timeout_ms = 20 * SEC;
+    cfg->upstream.config_discovery.cache_ttl_ms = 10 * SEC;
+    cfg->upstream.config_discovery.stale_ttl_ms = 24 * HOUR;
+    cfg->upstream.config_discovery.max_services = 10000;
+    cfg->upstream.config_discovery.max_bytes = 16 * MIB;
     cfg->upstream.stall_timeout_ms = 2 * SEC;
     cfg->upstream.refresh_interval_ms = 10 * SEC;
     cfg->upstream.kubernetes.extra_port = 11800;
@@ -303,6 +307,14 @@ static const struct sr_config_key head[] = {
     {"upstream.retry_max", K_DURATION, OFF(cfg.upstream.retry_max_ms), 0, 24 * HOUR, NULL},
     {"upstream.authentication", K_STRING, OFF(cfg.upstream.authentication), 0, 0, NULL},
     {"upstream.sync_timeout", K_DURATION, OFF(cfg.upstream.sync_timeout_ms), 10, HOUR, NULL},
+    {"upstream.config_discovery.cache_ttl", K_DURATION,
+     OFF(cfg.upstream.config_discovery.cache_ttl_ms), 0, HOUR, NULL},
+    {"upstream.config_discovery.stale_ttl", K_DURATION,
+     OFF(cfg.upstream.config_discovery.stale_ttl_ms), 0, 7 * DAY, NULL},
+    {"upstream.config_discovery.max_services", K_U32,
+     OFF(cfg.upstream.config_discovery.max_services), 1, 10000000, NULL},
+    {"upstream.config_discovery.max_bytes", K_SIZE, OFF(cfg.upstream.config_discovery.max_bytes),
+     0, 16 * GIB, NULL},
     {"upstream.stall_timeout", K_DURATION, OFF(cfg.upstream.stall_timeout_ms), 0, HOUR, NULL},
     {"upstream.max_inflight_per_node", K_U32, OFF(cfg.upstream.max_inflight_per_node), 0, 64, NULL},
     {"upstream.max_receive_message_size", K_SIZE, OFF(cfg.upstream.max_receive_message_size), 1,

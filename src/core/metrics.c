@@ -93,6 +93,10 @@ void sr_call_snapshot(const struct sr_runtime *rt, struct sr_call_totals *out)
         out->msgs_down += SR_CNT_GET(c->relay_msgs_down);
         out->unauthenticated += SR_CNT_GET(c->unauthenticated_calls);
         out->unimplemented += SR_CNT_GET(c->unknown_method_calls);
+        for (int k = 0; k < SR_CDS_SOURCE_COUNT; k++) out->cds_answers[k] += SR_CNT_GET(c->cds_answers[k]);
+        out->cds_upstream_calls += SR_CNT_GET(c->cds_upstream_calls);
+        out->cds_entries += SR_CNT_GET(c->cds_entries);
+        out->cds_bytes += SR_CNT_GET(c->cds_bytes);
     }
 }
 

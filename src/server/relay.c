@@ -109,6 +109,25 @@ static grpc_metadata *filter_md(const grpc_metadata_array *in, size_t extra, boo
     return out;
 }
 
+grpc_metadata *sr_relay_request_md(const grpc_metadata_array *in, const char *auth, size_t *n_out)
+{
+    grpc_metadata *out = filter_md(in, 1, false, n_out);
+    if (out && auth && auth[0]) { /* upstream.authentication replaces the caller's token */
+        size_t k = 0;
+        for (size_t i = 0; i < *n_out; i++)
+            if (!key_is(out[i].key, "authentication")) out[k++] = out[i];
+        out[k].key = grpc_slice_from_static_string("authentication");
+        out[k].value = grpc_slice_from_static_string(auth);
+        *n_out = k + 1;
+    }
+    return out;
+}
+
+grpc_metadata *sr_relay_answer_md(const grpc_metadata_array *in, bool status, size_t *n_out)
+{
+    return filter_md(in, 0, status, n_out);
+}
+
 /* Budget accounting of one held message slot. */
 static void hold(struct sr_worker *w, grpc_byte_buffer *bb, uint32_t *bytes)
 {
@@ -401,8 +420,7 @@ static void on_dsend(struct sr_worker *w, struct sr_tag *t, bool ok)
     maybe_free(w, rc);
 }
 
-/* The caller's deadline in sr_now_ms() milliseconds; INT64_MAX when it has none. */
-static int64_t caller_deadline_ms(gpr_timespec d)
+int64_t sr_caller_deadline_ms(gpr_timespec d)
 {
     if (d.tv_sec >= INT64_MAX / 2000) return INT64_MAX; /* inf_future: no deadline */
     d = gpr_convert_clock_type(d, GPR_CLOCK_MONOTONIC);
@@ -418,7 +436,6 @@ void sr_relay_start(struct sr_worker *w, grpc_call *call, grpc_call_details *det
     int64_t retry_at = INT64_MAX, caller_ms, cap_ms = INT64_MAX;
     gpr_timespec deadline = gpr_inf_future(GPR_CLOCK_MONOTONIC);
     grpc_op ops[1];
-    const char *auth = cfg->upstream.authentication;
 
     if (!rc) {
         grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "skyrelay: out of memory",
@@ -467,7 +484,7 @@ void sr_relay_start(struct sr_worker *w, grpc_call *call, grpc_call_details *det
      * its buffers and the node's slot forever. With the downstream call as
      * parent, the caller's own deadline also applies (the earlier of the two)
      * and its cancellation propagates. */
-    caller_ms = caller_deadline_ms(rc->details.deadline);
+    caller_ms = sr_caller_deadline_ms(rc->details.deadline);
     if (mode == SR_MODE_SYNC || caller_ms == INT64_MAX)
         cap_ms = w->now_ms + cfg->upstream.sync_timeout_ms;
     if (cap_ms < caller_ms) {
@@ -478,20 +495,11 @@ void sr_relay_start(struct sr_worker *w, grpc_call *call, grpc_call_details *det
     rc->up = grpc_channel_create_call(rc->node->channel, rc->down, GRPC_PROPAGATE_DEFAULTS, w->cq,
                                       rc->details.method, NULL, deadline, NULL);
     if (rc->up) atomic_fetch_add_explicit(&rc->node->inflight, 1, memory_order_relaxed);
-    rc->fwd = filter_md(&rc->dmd, 1, false, &rc->n_fwd);
+    rc->fwd = sr_relay_request_md(&rc->dmd, cfg->upstream.authentication, &rc->n_fwd);
     if (!rc->up || !rc->fwd) {
         grpc_slice d = grpc_slice_from_static_string("skyrelay: cannot create upstream call");
         send_status(w, rc, GRPC_STATUS_INTERNAL, &d, NULL, 0);
         return;
-    }
-    if (auth && auth[0]) { /* upstream.authentication replaces the caller's token */
-        size_t k = 0;
-        for (size_t i = 0; i < rc->n_fwd; i++)
-            if (!key_is(rc->fwd[i].key, "authentication")) rc->fwd[k++] = rc->fwd[i];
-        rc->n_fwd = k;
-        rc->fwd[rc->n_fwd].key = grpc_slice_from_static_string("authentication");
-        rc->fwd[rc->n_fwd].value = grpc_slice_from_static_string(auth);
-        rc->n_fwd++;
     }
 
     {

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "skyrelay/auth.h"
+#include "skyrelay/cds.h"
 #include "skyrelay/context.h"
 #include "skyrelay/log.h"
 #include "skyrelay/pipes.h"
@@ -392,6 +393,7 @@ static void *worker_main(void *arg)
     bool abandoned = false;
 
     for (int i = 0; i < PENDING_REQUESTS; i++) arm_request(w);
+    if (w->cds) sr_cds_start(w);
     w->now_ms = sr_now_ms();
     for (;;) {
         int64_t wake = INT64_MAX, t;
@@ -423,6 +425,8 @@ static void *worker_main(void *arg)
         }
         if (w->stall_check_ms < wake) wake = w->stall_check_ms;
         t = sr_worker_disk_tick(w);
+        if (t < wake) wake = t;
+        t = sr_cds_tick(w);
         if (t < wake) wake = t;
         draining = atomic_load_explicit(&w->rt->draining, memory_order_relaxed);
         if (!draining) {
@@ -496,6 +500,7 @@ int sr_worker_init(struct sr_worker *w, struct sr_runtime *rt, uint32_t id)
     w->budget.max = (sr_queue_budget_total(cfg, NULL) + nw - 1) / nw;
     w->relay_balancer = sr_balancer_round_robin.create(&rt->up, NULL);
     if (!w->relay_balancer) return -1;
+    if (id == 0 && sr_cds_init(w) != 0) return -1; /* every fetchConfigurations lands here */
     for (int i = 0; i < SR_PIPE_COUNT; i++) {
         struct sr_pipe_rt *p = &w->pipes[i];
         const struct sr_pipe_config *pc = &cfg->pipes[i];
@@ -542,6 +547,7 @@ void sr_worker_deinit(struct sr_worker *w)
         if (p->balancer) p->balancer->type->destroy(p->balancer);
         p->balancer = NULL;
     }
+    sr_cds_deinit(w);
     if (w->relay_balancer) w->relay_balancer->type->destroy(w->relay_balancer);
     w->relay_balancer = NULL;
     if (w->cq) grpc_completion_queue_destroy(w->cq);

@@ -169,6 +169,7 @@ static struct options {
     int max_recv;
     int threads;
     const char *token; /* required "authentication" metadata, as OAP checks it */
+    const char *cds_uuid; /* fetchConfigurations answers like OAP with this config UUID */
     const char *ids;   /* at exit: the id hashes seen, "<kind> <hex>" per line */
     const char *tls_cert, *tls_key; /* PEM files: listen with TLS (default: h2c) */
     const char *tls_client_ca;      /* PEM CAs: require and verify a client certificate */
@@ -266,6 +267,7 @@ struct call {
     grpc_metadata trail_md[4 + MAX_REPLY_MD];
     size_t n_trail_md;
 
+    bool cds; /* --cds-uuid: a fetchConfigurations answered like OAP */
     /* K_SYNC, K_GO_PROFILE: the request bytes received so far */
     uint8_t *req;
     size_t req_len, req_cap;
@@ -954,6 +956,57 @@ static void add_count_md(struct call *c, const char *key, uint64_t v)
         md_set(&c->trail_md[c->n_trail_md++], key, num, (size_t)n);
 }
 
+/* --cds-uuid: OAP's fetchConfigurations rule. The request's uuid (2) equal to
+ * the configuration's: an empty Commands; else one ConfigurationDiscoveryCommand
+ * with SerialNumber "sn-<name>-<n>" (n counts the answers of this node), UUID,
+ * fake.node = the node name and fake.service = the request's service (1). */
+static void cds_reply(struct call *c)
+{
+    static _Atomic uint64_t serial;
+    const uint8_t *p = c->req, *end = c->req + c->req_len;
+    const uint8_t *svc = (const uint8_t *)"", *uuid = (const uint8_t *)"";
+    size_t svc_len = 0, uuid_len = 0;
+    struct tool_pb_field f;
+    int r;
+
+    while (p && (r = tool_pb_next(&p, end, &f)) == 1) {
+        if (f.wire_type == TOOL_PB_LEN && f.number == 1) {
+            svc = f.data;
+            svc_len = f.len;
+        } else if (f.wire_type == TOOL_PB_LEN && f.number == 2) {
+            uuid = f.data;
+            uuid_len = f.len;
+        }
+    }
+    if (p && r < 0) {
+        fail_call(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed ConfigurationSyncRequest");
+        return;
+    }
+    if (uuid_len == strlen(opt.cds_uuid) && memcmp(uuid, opt.cds_uuid, uuid_len) == 0) {
+        send_final(c, GRPC_STATUS_OK, NULL, NULL, 0, true);
+        return;
+    }
+    char sn[64];
+    snprintf(sn, sizeof(sn), "sn-%s-%" PRIu64, opt.name, (uint64_t)atomic_fetch_add(&serial, 1) + 1);
+    const char *kv[4][2] = {{"SerialNumber", sn}, {"UUID", opt.cds_uuid},
+                            {"fake.node", opt.name}, {"fake.service", NULL}};
+    size_t cap = 256 + svc_len + strlen(sn) + strlen(opt.cds_uuid) + 2 * strlen(opt.name);
+    uint8_t *cmd = xcalloc(1, cap), *pair = xcalloc(1, cap), *out = xcalloc(1, cap);
+    size_t k = tool_pb_put_len(cmd, 1, "ConfigurationDiscoveryCommand", 29);
+    for (int i = 0; i < 4; i++) {
+        const void *v = kv[i][1] ? (const void *)kv[i][1] : (const void *)svc;
+        size_t vl = kv[i][1] ? strlen(kv[i][1]) : svc_len;
+        size_t m = tool_pb_put_len(pair, 1, kv[i][0], strlen(kv[i][0]));
+        m += tool_pb_put_len(pair + m, 2, v, vl);
+        k += tool_pb_put_len(cmd + k, 2, pair, m);
+    }
+    size_t n = tool_pb_put_len(out, 1, cmd, k);
+    send_final(c, GRPC_STATUS_OK, NULL, out, n, true);
+    free(cmd);
+    free(pair);
+    free(out);
+}
+
 /* The reply at the end of the client stream, by kind. */
 static void reply_ok(struct call *c)
 {
@@ -963,6 +1016,10 @@ static void reply_ok(struct call *c)
     }
     switch (c->kind) {
     case K_SYNC: {
+        if (c->cds) {
+            cds_reply(c);
+            break;
+        }
         /* {1: node name, 2: the request bytes as received}: deterministic, and tells
          * which node answered which request */
         size_t ln = strlen(opt.name);
@@ -1222,6 +1279,10 @@ static void end_of_stream(struct call *c)
         echo_pump(c);
         return;
     case K_SYNC:
+        if (c->cds && opt.delay_ms > 0)
+            break; /* --cds-uuid: fetchConfigurations waits --delay-ms like the reports */
+        reply_ok(c); /* synchronous methods answer at once, --delay-ms or not */
+        return;
     case K_GO_PROFILE:
     case K_STATUS:
         reply_ok(c); /* synchronous methods answer at once, --delay-ms or not */
@@ -1286,6 +1347,11 @@ static void on_new_call(struct worker *w, struct request *r, bool ok)
     c->call = gc;
     c->kind = kind;
     c->method = method;
+    c->cds = opt.cds_uuid && kind == K_SYNC &&
+             (grpc_slice_str_cmp(r->details.method,
+                                 "/skywalking.v3.ConfigurationDiscoveryService/fetchConfigurations") == 0 ||
+              grpc_slice_str_cmp(r->details.method,
+                                 "/ConfigurationDiscoveryService/fetchConfigurations") == 0);
     c->status_code = status_code;
     c->status_details = grpc_empty_slice();
     if (kind_has_test_md(kind)) {
@@ -1692,7 +1758,7 @@ static void usage(FILE *f)
             "                [--hang-method PATH]... [--status-method PATH=CODE]...\n"
             "                [--fail-id ID]...\n"
             "                [--record-metadata FILE] [--reply-metadata K=V]... [--status-details HEX]\n"
-            "                [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
+            "                [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]] [--cds-uuid U]\n"
             "A fake SkyWalking OAP node: counts and credits what it receives (docs/test-tools.md).\n"
             "  --listen          address to listen on; port 0 picks a free port, printed as\n"
             "                    'listening HOST:PORT' on stdout\n"
@@ -1726,7 +1792,10 @@ static void usage(FILE *f)
             "                    trailing metadata grpc-status-details-bin\n"
             "  --tls-cert, --tls-key  listen with TLS using this certificate chain and key\n"
             "                    (PEM files; default: cleartext h2c)\n"
-            "  --tls-client-ca   with TLS: require a client certificate signed by these CAs\n");
+            "  --tls-client-ca   with TLS: require a client certificate signed by these CAs\n"
+            "  --cds-uuid U      fetchConfigurations answers as OAP does for a configuration\n"
+            "                    whose UUID is U (empty Commands for uuid U, else one\n"
+            "                    ConfigurationDiscoveryCommand), after --delay-ms if set\n");
 }
 
 static int parse_args(int argc, char **argv)
@@ -1760,6 +1829,8 @@ static int parse_args(int argc, char **argv)
             opt.ids = v;
         else if (strcmp(a, "--port-file") == 0)
             opt.port_file = v;
+        else if (strcmp(a, "--cds-uuid") == 0)
+            opt.cds_uuid = v;
         else if (strcmp(a, "--token") == 0)
             opt.token = v;
         else if (strcmp(a, "--tls-cert") == 0)
