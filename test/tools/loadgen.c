@@ -86,7 +86,7 @@ static struct options {
     const char *method; /* overrides the kind's path */
     uint64_t streams, messages, size, services, instances, hint, batch, connections, threads;
     int64_t deadline_ms;
-    uint64_t stamp_every; /* segment kinds: every N-th message carries its send time; 0 = off */
+    uint64_t stamp_every; /* streaming kinds: every N-th message carries its send time; 0 = off */
     const char *prefix;
     const char *summary;
     const char *token;
@@ -198,6 +198,21 @@ static void fill_segment(Skywalking__V3__SegmentObject *seg, Skywalking__V3__Spa
     seg->serviceinstance = (char *)id->inst;
 }
 
+/* --stamp-every: for message seq of a stream that is due a stamp, a copy of the padding whose
+ * first bytes are the wall-clock send time (fake_oap --latency finds it); else NULL. The
+ * message keeps its size. The caller frees it after packing. */
+static char *stamp_pad(uint64_t seq)
+{
+    if (!opt.stamp_every || seq % opt.stamp_every != 0 || g_pad_len < TOOL_STAMP_LEN)
+        return NULL;
+    char *stamped = malloc(g_pad_len + 1);
+    if (!stamped)
+        abort();
+    memcpy(stamped, pad_str(), g_pad_len + 1);
+    tool_stamp_put(stamped, tool_wall_us());
+    return stamped;
+}
+
 #define PACK_INTO_SLICE(fn, msg, out)                                                           \
     do {                                                                                        \
         size_t n_ = fn##__get_packed_size(msg);                                                 \
@@ -214,16 +229,9 @@ static uint64_t build_segment(uint64_t s, uint64_t seq, const struct ident *id, 
     item_id(segid, sizeof(segid), s, seq, -1, seq);
     snprintf(traceid, sizeof(traceid), "%s-trace-%" PRIu64 "-%" PRIu64, opt.prefix, s, seq);
     fill_segment(&seg, &span, spans, &tag, tags, id, segid, traceid);
-    char *stamped = NULL;
-    if (opt.stamp_every && seq % opt.stamp_every == 0 && g_pad_len >= TOOL_STAMP_LEN) {
-        /* the padding's first bytes become the wall-clock send time (fake_oap --latency) */
-        stamped = malloc(g_pad_len + 1);
-        if (!stamped)
-            abort();
-        memcpy(stamped, pad_str(), g_pad_len + 1);
-        tool_stamp_put(stamped, tool_wall_us());
+    char *stamped = stamp_pad(seq);
+    if (stamped)
         tag.value = stamped;
-    }
     PACK_INTO_SLICE(skywalking__v3__segment_object, &seg, out);
     free(stamped);
     return 1;
@@ -298,7 +306,11 @@ static uint64_t build_log(uint64_t s, uint64_t seq, const struct ident *id, grpc
     ld.endpoint = "/loadgen";
     ld.body = &body;
     ld.tags = &tags;
+    char *stamped = stamp_pad(seq); /* in the padding tag */
+    if (stamped)
+        tag.value = stamped;
     PACK_INTO_SLICE(skywalking__v3__log_data, &ld, out);
+    free(stamped);
     return 1;
 }
 
@@ -333,7 +345,11 @@ static uint64_t build_meter(uint64_t s, uint64_t seq, const struct ident *id, gr
     char name[96];
     item_id(name, sizeof(name), s, seq, -1, seq);
     fill_meter(&md, &sv, &label, plabel, name, (double)seq, id, seq == 1);
+    char *stamped = stamp_pad(seq); /* in the padding label */
+    if (stamped)
+        label.value = stamped;
     PACK_INTO_SLICE(skywalking__v3__meter_data, &md, out);
+    free(stamped);
     return 1;
 }
 
@@ -358,7 +374,11 @@ static uint64_t build_meter_batch(uint64_t s, uint64_t seq, const struct ident *
     }
     col.n_meterdata = b;
     col.meterdata = pmd;
+    char *stamped = stamp_pad(seq); /* in the padding label of the collection's first MeterData */
+    if (stamped)
+        label[0].value = stamped;
     PACK_INTO_SLICE(skywalking__v3__meter_data_collection, &col, out);
+    free(stamped);
     free(md);
     free(pmd);
     free(sv);
@@ -423,7 +443,11 @@ static uint64_t build_als(uint64_t s, uint64_t seq, const struct ident *id, grpc
     m.log_entries_case =
         ENVOY__SERVICE__ACCESSLOG__V3__STREAM_ACCESS_LOGS_MESSAGE__LOG_ENTRIES_HTTP_LOGS;
     m.http_logs = &http;
+    char *stamped = stamp_pad(seq); /* in the padding user_agent of the message's first entry */
+    if (stamped)
+        req[0].user_agent = stamped;
     PACK_INTO_SLICE(envoy__service__accesslog__v3__stream_access_logs_message, &m, out);
+    free(stamped);
     free(e);
     free(pe);
     free(common);
@@ -907,8 +931,9 @@ static void usage(FILE *f)
             "  --services      services S (stream s is svc-(s%%S)) (default 1)\n"
             "  --instances     instances per service I (inst-(s%%S)-((s/S)%%I)) (default 1)\n"
             "  --hint          un-hinted write every K messages; 1 disables hinting (default 16)\n"
-            "  --stamp-every   segment, segment-legacy: every N-th message of a stream carries its\n"
-            "                  send time in its padding, for fake_oap --latency (default 0 = off)\n"
+            "  --stamp-every   every N-th message of a stream carries its send time in its padding\n"
+            "                  (batched kinds: the first item's), for fake_oap --latency; all kinds\n"
+            "                  but segment-sync (default 0 = off)\n"
             "  --batch         items per message for segment-sync, meter-batch, als (default 10)\n"
             "  --id-prefix     prefix of the unique ids (default g)\n"
             "  --connections   channels/TCP connections the streams are spread over (default 1)\n"
