@@ -45,6 +45,8 @@ TOOL_SRC    := $(wildcard test/tools/*.c)
 TOOL_BIN    := $(patsubst test/tools/%.c,$(BUILD)/%,$(TOOL_SRC))
 TOOL_COMMON := $(wildcard test/tools/common/*.c)
 TOOL_COMMON_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_COMMON))
+# benchmark-only tools (test/bench/*.c with a main of their own, gRPC only): the receive floor
+BENCH_BIN   := $(BUILD)/grpc_floor
 
 UNIT_SRC    := $(wildcard test/unit/test_*.c)
 UNIT_BIN    := $(patsubst test/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
@@ -55,7 +57,7 @@ UNIT_BIN    := $(patsubst test/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
 all: $(BUILD)/skyrelay tools
 
-tools: $(TOOL_BIN)
+tools: $(TOOL_BIN) $(BENCH_BIN)
 
 deps:
 	$(Q)scripts/install-deps.sh
@@ -138,6 +140,11 @@ $(BUILD)/skyrelay: $(BUILD)/src/main.o $(BUILD)/libskyrelay.a
 	$(Q)$(CC) $(OPT) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%: $(BUILD)/test/tools/%.o $(TOOL_COMMON_OBJ) $(BUILD)/libskyrelay.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(OPT) -o $@ $^ $(LDLIBS)
+
+# receive-only gRPC server of issue 13 (docs/performance.md, "Receive side and the gRPC floor")
+$(BUILD)/grpc_floor: $(BUILD)/test/bench/grpc_floor.o
 	@echo "  LD      $@"
 	$(Q)$(CC) $(OPT) -o $@ $^ $(LDLIBS)
 

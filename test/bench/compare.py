@@ -10,6 +10,16 @@ segments of each SegmentCollection):
                    (per HTTP/2 stream: each agent stream or h2load request goes to one node)
   skyrelay collect           the shipped config/skyrelay.yaml (batches of 200 per node)
   skyrelay collect_in_sync   the same with pipes.segment.upstream_method: collect_in_sync
+  floor-next       build/grpc_floor (test/bench/grpc_floor.c), 2 threads with a next
+                   completion queue each: receives every message with one RECV_MESSAGE, counts
+                   it, forwards nothing (no nodes): the receive-only floor of the gRPC C core
+  floor-callback   the same with callback completion queues
+  (COMPARE_FLOOR_ARGS: extra grpc_floor options, e.g. "--lookahead 1048576")
+
+A row can be a variant, to compare before/after in one run: NAME~OPTION~OPTION..., where an
+OPTION is @DIR (the skyrelay or grpc_floor binary from build directory DIR), KEY=VALUE (skyrelay:
+an environment variable) or --option=value (grpc_floor: an option and its value), e.g.
+COMPARE_PROXIES=nginx,collect_in_sync~@/tmp/before,collect_in_sync,floor-next~--lookahead=1048576
 
 Two load shapes, each ~500-byte SegmentObjects on TraceSegmentReportService/collect:
 
@@ -29,7 +39,8 @@ the messages sent.
 
 Env: SKYRELAY_BUILD (binaries, default build/), COMPARE_STREAMS, COMPARE_MESSAGES,
 COMPARE_H2_REQUESTS, COMPARE_SHAPES (loadgen,h2load), COMPARE_PROXIES
-(none,nginx,collect,collect_in_sync), COMPARE_KEEP (1: keep the work directory)."""
+(none,nginx,collect,collect_in_sync; also floor-next,floor-callback), COMPARE_FLOOR_ARGS,
+COMPARE_KEEP (1: keep the work directory)."""
 import json
 import os
 import shutil
@@ -212,16 +223,22 @@ http {
 
 
 class Relay:
-    def __init__(self, workdir, upstreams, method):
+    def __init__(self, workdir, upstreams, method, variant=()):
         self.port = free_port()
         self.address = "127.0.0.1:%d" % self.port
         cfg = os.path.join(ROOT, "config", "skyrelay.yaml")
+        own = os.path.join(os.path.dirname(os.path.abspath(variant_build(variant))), "config",
+                           "skyrelay.yaml")
+        if variant_build(variant) != BUILD and os.path.exists(own):
+            cfg = own  # another tree's binary: that tree's shipped config
         env = {"SKYRELAY_SEGMENT_UPSTREAM_METHOD": method,  # the shipped config's placeholder
                "SATELLITE_GRPC_ADDRESS": self.address,
                "SATELLITE_GRPC_CLIENT": ",".join(upstreams),
                "SATELLITE_TELEMETRY_PROMETHEUS_ADDRESS": "127.0.0.1:0",
                "SATELLITE_LOGGER_LEVEL": "warn"}
-        self.proc = Proc([SKYRELAY, "--config", cfg], workdir, "skyrelay-" + method, env=env)
+        env.update(v.split("=", 1) for v in variant if "=" in v and not v.startswith("@"))
+        binary = os.path.join(variant_build(variant), "skyrelay")
+        self.proc = Proc([binary, "--config", cfg], workdir, "skyrelay-" + method, env=env)
         self.pid = self.proc.pid
 
         def up():
@@ -230,6 +247,43 @@ class Relay:
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", self.port)) == 0
         wait_until(up, 10, "skyrelay to listen")
+
+    def pids(self):
+        return [self.pid]
+
+    def stop(self):
+        self.proc.stop()
+
+
+class Floor:
+    """build/grpc_floor: receives and counts, forwards nothing (its own count is the check)."""
+
+    def __init__(self, workdir, cq, variant=()):
+        self.port = free_port()
+        self.address = "127.0.0.1:%d" % self.port
+        self.summary_path = os.path.join(workdir, "floor-%s-%d.json" % (cq, self.port))
+        extra = os.environ.get("COMPARE_FLOOR_ARGS", "").split()
+        for v in variant:
+            if v.startswith("--"):
+                extra += v.split("=", 1)
+        self.proc = Proc([os.path.join(variant_build(variant), "grpc_floor"), "--listen", self.address, "--threads",
+                          "2", "--cq", cq, "--summary", self.summary_path] + extra, workdir,
+                         "floor-%s" % cq)
+        self.pid = self.proc.pid
+
+        def up():
+            if not self.proc.alive():
+                raise AssertionError("grpc_floor exited:\n" + self.proc.output())
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+        wait_until(up, 10, "grpc_floor to listen")
+
+    def messages(self):
+        try:
+            with open(self.summary_path) as f:
+                return json.load(f).get("messages", 0)
+        except (OSError, ValueError):
+            return 0
 
     def pids(self):
         return [self.pid]
@@ -255,12 +309,25 @@ def percentile(sorted_v, q):
     return sorted_v[min(len(sorted_v) - 1, int(q * len(sorted_v)))]
 
 
+def split_variant(spec):
+    """NAME~OPTION~... -> (NAME, [OPTION, ...]) (module docstring)."""
+    items = spec.split("~")
+    return items[0], items[1:]
+
+
+def variant_build(variant):
+    return next((v[1:] for v in variant if v.startswith("@")), BUILD)
+
+
 def run_row(shape, proxy, workdir, cfg):
-    tag = "%s-%s" % (shape, proxy)
+    spec = proxy
+    proxy, variant = split_variant(spec)
+    tag = "".join(c if c.isalnum() or c in "_.-" else "_" for c in "%s-%s" % (shape, spec))
     decode = proxy == "collect_in_sync"  # SegmentCollections: decode to count segments
     fake_args = [] if decode else ["--count-only"]
-    nodes = 1 if proxy == "none" else 3
-    lat = shape == "loadgen"
+    floor = proxy.startswith("floor-")
+    nodes = 0 if floor else 1 if proxy == "none" else 3
+    lat = shape == "loadgen" and not floor
     oaps = []
     px = None
     try:
@@ -275,12 +342,17 @@ def run_row(shape, proxy, workdir, cfg):
         elif proxy == "nginx":
             px = Nginx(workdir, ups, "nginx-" + shape)
             target = px.address
+        elif floor:
+            px = Floor(workdir, proxy[len("floor-"):], variant)
+            target = px.address
         else:
-            px = Relay(workdir, ups, proxy)
+            px = Relay(workdir, ups, proxy, variant)
             target = px.address
         time.sleep(0.5)
 
         def per_node():
+            if floor:  # no nodes: the floor's own count
+                return [px.messages()]
             out = []
             for o in oaps:
                 s = o.summary() or {}
@@ -349,7 +421,7 @@ def run_row(shape, proxy, workdir, cfg):
                     pass
             lats.sort()
         got = sum(counts)
-        return {"shape": shape, "proxy": proxy, "messages": total, "counted": got,
+        return {"shape": shape, "proxy": proxy, "spec": spec, "messages": total, "counted": got,
                 "ok": load_ok and got == total, "detail": detail,
                 "rate": total / (t1 - t0), "seconds": t1 - t0, "tail": t1 - t_load,
                 "cpu_us": (cpu1 - cpu0) * 1e6 / total if pids else None,
@@ -370,7 +442,14 @@ def run_row(shape, proxy, workdir, cfg):
 # ---- the table -----------------------------------------------------------------------------
 
 LABEL = {"none": "none (direct, 1 node)", "nginx": "nginx grpc_pass",
-         "collect": "skyrelay collect", "collect_in_sync": "skyrelay collect_in_sync"}
+         "collect": "skyrelay collect", "collect_in_sync": "skyrelay collect_in_sync",
+         "floor-next": "floor (next CQ, no upstream)",
+         "floor-callback": "floor (callback CQ, no upstream)"}
+
+
+def label(spec):
+    name, variant = split_variant(spec)
+    return LABEL[name] + ("" if not variant else " [%s]" % " ".join(variant))
 
 
 def fmt(v, f):
@@ -389,6 +468,8 @@ def print_table(rows):
             cr = r["cpu_us"] / ng["cpu_us"]
             rr = r["rate"] / ng["rate"]
         nodes = "/".join("%dk" % round(n / 1000.0) for n in r["nodes"])
+        if r["proxy"].startswith("floor-"):
+            nodes = "(counted %dk itself)" % round(r["counted"] / 1000.0)
         if len(r["nodes"]) > 1 and sum(r["nodes"]):
             mean = sum(r["nodes"]) / len(r["nodes"])
             nodes += " (±%.1f%%)" % (100.0 * max(abs(n - mean) for n in r["nodes"]) / mean)
@@ -399,7 +480,7 @@ def print_table(rows):
         check = "ok" if r["ok"] else "MISMATCH: sent %d, counted %d; %s" % (
             r["messages"], r["counted"], r["detail"])
         print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s |" % (
-            r["shape"], LABEL[r["proxy"]], "{:,.0f}".format(r["rate"]), fmt(r["cpu_us"], "%.2f"),
+            r["shape"], label(r["spec"]), "{:,.0f}".format(r["rate"]), fmt(r["cpu_us"], "%.2f"),
             fmt(cr, "%.2fx"), fmt(rr, "%.2fx"), rss, nodes, lat, r["load_cpu_us"],
             r["fake_cpu_us"], check))
 
@@ -448,7 +529,7 @@ def main():
                 rows.append(r)
                 print("  %-26s %9.0f msg/s (%.2f s, last %.2f s after the load generator ended)  "
                       "%s us CPU/msg  %s MB  nodes %s  p50/p99 %s/%s ms  %s" % (
-                    LABEL[proxy], r["rate"], r["seconds"], r["tail"], fmt(r["cpu_us"], "%.2f"),
+                    label(proxy), r["rate"], r["seconds"], r["tail"], fmt(r["cpu_us"], "%.2f"),
                     fmt(r["rss_mb"], "%.1f"),
                     r["nodes"], fmt(r["p50_ms"], "%.1f"), fmt(r["p99_ms"], "%.1f"),
                     "ok" if r["ok"] else "MISMATCH " + r["detail"]), flush=True)
