@@ -4,6 +4,7 @@
 #   make test       install missing packages, build, run unit (ASan/UBSan) + integration tests
 #   make bench      data-path benchmark (scripts/bench.sh), prints msg/s, CPU us/msg, peak RSS
 #   make bench-compare  skyrelay side by side with nginx grpc_pass, same load, one table (test/bench/compare.py)
+#   make bench-conns    skyrelay's RSS and fds with 1,000 agent connections streaming (test/bench/conns.py)
 #   make soak       mixed traffic under node faults for SOAK_SECONDS (3600): lost ids, RSS, fds (test/soak/soak.py)
 # V=1 shows the commands.
 
@@ -92,6 +93,12 @@ test-asan: deps
 bench-compare: $(BUILD)/skyrelay tools
 	$(Q)scripts/install-deps.sh --bench
 	$(Q)SKYRELAY_BUILD=$(abspath $(BUILD)) /usr/bin/python3 test/bench/compare.py
+
+# RSS with 1,000 agent connections held open and streaming (docs/performance.md, issue 13):
+# shipped config, 3 fake nodes, ~45 s. CONNS_CONNECTIONS, CONNS_RATE, CONNS_SECONDS, CONNS_LOADGENS.
+.PHONY: bench-conns
+bench-conns: $(BUILD)/skyrelay tools
+	$(Q)SKYRELAY_BUILD=$(abspath $(BUILD)) /usr/bin/python3 test/bench/conns.py
 
 bench: $(BUILD)/skyrelay tools
 	$(Q)scripts/bench.sh

@@ -37,7 +37,22 @@ each node counted; the load generator's CPU (wait4 rusage) and the 3 nodes' CPU 
 since all of them share the machine's cores. Every row checks that the nodes counted exactly
 the messages sent.
 
-Env: SKYRELAY_BUILD (binaries, default build/), COMPARE_STREAMS, COMPARE_MESSAGES,
+The other pipes (COMPARE_KINDS, default segment,log,meter,als; segment = the two shapes above),
+one loadgen shape each, COMPARE_STREAMS streams over 8 connections, every 7th message stamped,
+through none / nginx / skyrelay (the shipped config as it is): counted per forwarded ITEM, and
+the nodes decode every message to count the items (total = sent, no duplicates, nothing
+unattributed/dropped/unidentified):
+
+  log      LogReportService/collect, 1 LogData (~500 B) per message, COMPARE_MESSAGES per
+           stream, COMPARE_SERVICES (8) x COMPARE_INSTANCES (8) = 64 distinct service
+           instances (skyrelay rewrites the stream context)
+  meter    MeterReportService/collectBatch (loadgen --kind meter-batch), 10 MeterData (~100 B)
+           per collection, COMPARE_MESSAGES/10 collections per stream, 64 instances as logs
+  als      Envoy AccessLogService v3 StreamAccessLogs, 10 HTTP entries (~500 B) per message,
+           COMPARE_MESSAGES/10 messages per stream, one Envoy identity per stream
+
+Env: SKYRELAY_BUILD (binaries, default build/), COMPARE_KINDS, COMPARE_STREAMS, COMPARE_MESSAGES,
+COMPARE_SERVICES, COMPARE_INSTANCES,
 COMPARE_H2_REQUESTS, COMPARE_SHAPES (loadgen,h2load), COMPARE_PROXIES
 (none,nginx,collect,collect_in_sync; also floor-next,floor-callback), COMPARE_FLOOR_ARGS,
 COMPARE_KEEP (1: keep the work directory)."""
@@ -142,6 +157,36 @@ def h2_body(path, n=H2_SEGMENTS, size=500):
             m = segment(k, size)
             f.write(b"\x00" + len(m).to_bytes(4, "big") + m)
     return len(segment(0, size))
+
+
+# ---- the other pipes: one loadgen shape per kind, counted per forwarded item ----------------
+
+# shape -> loadgen kind, items per message, loadgen options, the node summary's block and its
+# count of items credited to nobody (must stay 0), the unit counted
+PIPE_LOADS = {
+    "log": {"kind": "log", "batch": 1, "block": "logs", "uncredited": "unattributed",
+            "unit": "LogData", "args": ["--size", "500"], "identities": True},
+    "meter": {"kind": "meter-batch", "batch": 10, "block": "meters", "uncredited": "dropped",
+              "unit": "MeterData", "args": ["--batch", "10", "--size", "100"], "identities": True},
+    "als": {"kind": "als", "batch": 10, "block": "als", "uncredited": "unidentified",
+            "unit": "HTTP entry", "args": ["--batch", "10", "--size", "500"]},
+}
+
+
+def pipe_proxies(proxies):
+    """The rows of the other pipes: none, nginx, and one "skyrelay" (the shipped config as it
+    is) for collect / collect_in_sync, which only differ on segments (a variant keeps its
+    options); the floors count messages, not items: left out."""
+    out = []
+    for p in proxies:
+        name, _, rest = p.partition("~")
+        if name in ("collect", "collect_in_sync", "skyrelay"):
+            p = "skyrelay" + ("~" + rest if rest else "")
+        elif name not in ("none", "nginx"):
+            continue
+        if p not in out:
+            out.append(p)
+    return out
 
 
 # ---- proxies -------------------------------------------------------------------------------
@@ -323,11 +368,13 @@ def run_row(shape, proxy, workdir, cfg):
     spec = proxy
     proxy, variant = split_variant(spec)
     tag = "".join(c if c.isalnum() or c in "_.-" else "_" for c in "%s-%s" % (shape, spec))
-    decode = proxy == "collect_in_sync"  # SegmentCollections: decode to count segments
+    pipe = PIPE_LOADS.get(shape)
+    # SegmentCollections and the other pipes' items: decode to count them
+    decode = proxy == "collect_in_sync" or pipe is not None
     fake_args = [] if decode else ["--count-only"]
     floor = proxy.startswith("floor-")
     nodes = 0 if floor else 1 if proxy == "none" else 3
-    lat = shape == "loadgen" and not floor
+    lat = (shape == "loadgen" or pipe is not None) and not floor
     oaps = []
     px = None
     try:
@@ -346,7 +393,8 @@ def run_row(shape, proxy, workdir, cfg):
             px = Floor(workdir, proxy[len("floor-"):], variant)
             target = px.address
         else:
-            px = Relay(workdir, ups, proxy, variant)
+            # other pipes: "skyrelay", the shipped config (its default segment method)
+            px = Relay(workdir, ups, "collect_in_sync" if proxy == "skyrelay" else proxy, variant)
             target = px.address
         time.sleep(0.5)
 
@@ -356,7 +404,9 @@ def run_row(shape, proxy, workdir, cfg):
             out = []
             for o in oaps:
                 s = o.summary() or {}
-                if decode:
+                if pipe:
+                    out.append(s.get(pipe["block"], {}).get("total", 0))
+                elif decode:
                     out.append(s.get("segments", {}).get("total", 0))
                 else:
                     out.append(s.get("messages", {}).get(COLLECT, 0))
@@ -367,6 +417,14 @@ def run_row(shape, proxy, workdir, cfg):
             args = [LOADGEN, "--target", target, "--kind", "segment", "--streams",
                     str(cfg["streams"]), "--messages", str(cfg["messages"]), "--size", "500",
                     "--connections", "8", "--stamp-every", str(STAMP_EVERY)]
+        elif pipe:
+            per_stream = max(1, cfg["messages"] // pipe["batch"])  # messages: items / batch
+            total = cfg["streams"] * per_stream * pipe["batch"]
+            args = [LOADGEN, "--target", target, "--kind", pipe["kind"], "--streams",
+                    str(cfg["streams"]), "--messages", str(per_stream), "--connections", "8",
+                    "--stamp-every", str(STAMP_EVERY)] + pipe["args"]
+            if pipe.get("identities"):  # logs, meters: stream s is one of S x I instances
+                args += ["--services", str(cfg["services"]), "--instances", str(cfg["instances"])]
         else:
             total = cfg["h2_requests"] * H2_SEGMENTS
             args = ["h2load", "-n", str(cfg["h2_requests"]), "-c", str(H2_CLIENTS), "-m", "1",
@@ -380,10 +438,11 @@ def run_row(shape, proxy, workdir, cfg):
         t_load = time.time()
         load_ok = rc == 0
         detail = ""
-        if shape == "loadgen":
+        if shape == "loadgen" or pipe:
             try:
                 s = json.loads(out.strip().splitlines()[-1])
                 load_ok = load_ok and s["calls_ok"] == cfg["streams"]
+                load_ok = load_ok and (not pipe or s["sent_entries"] == total)
                 detail = "%d/%d streams ok" % (s["calls_ok"], cfg["streams"])
             except (ValueError, IndexError, KeyError):
                 load_ok = False
@@ -411,6 +470,15 @@ def run_row(shape, proxy, workdir, cfg):
             px = None
         for o in oaps:
             o.stop()
+        if pipe:  # the final summaries: no item twice, none credited to nobody
+            dups = unc = 0
+            for o in oaps:
+                b = (o.summary() or {}).get(pipe["block"], {})
+                dups += b.get("duplicates", 0)
+                unc += b.get(pipe["uncredited"], 0)
+            if dups or unc:
+                load_ok = False
+                detail += "; %d duplicates, %d %s" % (dups, unc, pipe["uncredited"])
         lats = []
         if lat:
             for i in range(nodes):
@@ -442,9 +510,17 @@ def run_row(shape, proxy, workdir, cfg):
 # ---- the table -----------------------------------------------------------------------------
 
 LABEL = {"none": "none (direct, 1 node)", "nginx": "nginx grpc_pass",
+         "skyrelay": "skyrelay (shipped config)",
          "collect": "skyrelay collect", "collect_in_sync": "skyrelay collect_in_sync",
          "floor-next": "floor (next CQ, no upstream)",
          "floor-callback": "floor (callback CQ, no upstream)"}
+
+
+def shape_label(shape):
+    pipe = PIPE_LOADS.get(shape)
+    if not pipe:
+        return shape
+    return "loadgen %s (per %s, %d/msg)" % (pipe["kind"], pipe["unit"], pipe["batch"])
 
 
 def label(spec):
@@ -480,7 +556,7 @@ def print_table(rows):
         check = "ok" if r["ok"] else "MISMATCH: sent %d, counted %d; %s" % (
             r["messages"], r["counted"], r["detail"])
         print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s |" % (
-            r["shape"], label(r["spec"]), "{:,.0f}".format(r["rate"]), fmt(r["cpu_us"], "%.2f"),
+            shape_label(r["shape"]), label(r["spec"]), "{:,.0f}".format(r["rate"]), fmt(r["cpu_us"], "%.2f"),
             fmt(cr, "%.2fx"), fmt(rr, "%.2fx"), rss, nodes, lat, r["load_cpu_us"],
             r["fake_cpu_us"], check))
 
@@ -496,9 +572,15 @@ def main():
             return 1
     cfg = {"streams": int(os.environ.get("COMPARE_STREAMS", 64)),
            "messages": int(os.environ.get("COMPARE_MESSAGES", 8000)),
-           "h2_requests": int(os.environ.get("COMPARE_H2_REQUESTS", 512))}
+           "h2_requests": int(os.environ.get("COMPARE_H2_REQUESTS", 512)),
+           "services": int(os.environ.get("COMPARE_SERVICES", 8)),
+           "instances": int(os.environ.get("COMPARE_INSTANCES", 8))}
     shapes = os.environ.get("COMPARE_SHAPES", "loadgen,h2load").split(",")
     proxies = os.environ.get("COMPARE_PROXIES", "none,nginx,collect,collect_in_sync").split(",")
+    kinds = os.environ.get("COMPARE_KINDS", "segment,log,meter,als").split(",")
+    if "segment" not in kinds:
+        shapes = []
+    shapes += [k for k in PIPE_LOADS if k in kinds]
     if "h2load" in shapes and not shutil.which("h2load"):
         print("bench-compare: the h2load load shape is SKIPPED: h2load is not installed (Debian "
               "package nghttp2-client; scripts/install-deps.sh installs it as an optional package)")
@@ -521,10 +603,19 @@ def main():
                 print("loadgen: %d streams x %d segments of ~500 B over 8 connections "
                       "(every %dth stamped for latency)" % (cfg["streams"], cfg["messages"],
                                                             STAMP_EVERY))
+            elif shape in PIPE_LOADS:
+                pipe = PIPE_LOADS[shape]
+                print("loadgen %s: %d streams x %d messages of %d %s over 8 connections "
+                      "(every %dth message stamped for latency)" % (
+                          pipe["kind"], cfg["streams"], max(1, cfg["messages"] // pipe["batch"]),
+                          pipe["batch"], pipe["unit"], STAMP_EVERY))
             else:
                 print("h2load: %d requests x %d segments, %d connections x 1 stream" %
                       (cfg["h2_requests"], H2_SEGMENTS, H2_CLIENTS))
-            for proxy in proxies:
+            row_proxies = proxies
+            if shape in PIPE_LOADS:
+                row_proxies = pipe_proxies(proxies)
+            for proxy in row_proxies:
                 r = run_row(shape, proxy, workdir, cfg)
                 rows.append(r)
                 print("  %-26s %9.0f msg/s (%.2f s, last %.2f s after the load generator ended)  "
