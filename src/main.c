@@ -187,6 +187,12 @@ static void on_stats_tick(uv_timer_t *t)
     log_stats("periodic");
 }
 
+static void on_watch_tick(uv_timer_t *t)
+{
+    (void)t;
+    sr_upstream_watch(&rt.up, sr_now_ms());
+}
+
 static void free_node_list(struct sr_node_config *nodes, size_t n)
 {
     sr_discovery_free_nodes(nodes, n);
@@ -269,7 +275,7 @@ static int run(const struct sr_config *cfg)
     grpc_server_credentials *creds;
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int, sig_hup;
-    uv_timer_t stats_timer;
+    uv_timer_t stats_timer, watch_timer;
     sigset_t set;
     const char *addr = cfg->server.address; /* the loader made ":port" 0.0.0.0:port */
     int port, rc = 1;
@@ -416,6 +422,8 @@ static int run(const struct sr_config *cfg)
     uv_signal_start(&sig_hup, on_hup, SIGHUP);
     uv_timer_init(&loop, &stats_timer);
     uv_timer_start(&stats_timer, on_stats_tick, 60000, 60000);
+    uv_timer_init(&loop, &watch_timer); /* ejected nodes that reconnected get a probe at once */
+    uv_timer_start(&watch_timer, on_watch_tick, SR_WATCH_MS, SR_WATCH_MS);
     /* admin port: probes always, /metrics when telemetry.export has prometheus */
     if (cfg->telemetry.prometheus_address && cfg->telemetry.prometheus_address[0]) {
         int admin_port = sr_admin_start(&loop, cfg->telemetry.prometheus_address, &rt);

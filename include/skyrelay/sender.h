@@ -48,6 +48,10 @@ int64_t sr_sender_service(struct sr_worker *w, struct sr_pipe_rt *p, int64_t now
  * Returns when to look again (INT64_MAX = never). */
 int64_t sr_sender_check_stalls(struct sr_worker *w, int64_t now_ms);
 
+/* A node came back before its backoff ended (sr_upstream_watch): units of p
+ * waiting for a node to be up may be sent now. Worker thread. */
+void sr_sender_nodes_back(struct sr_worker *w, struct sr_pipe_rt *p);
+
 /* Gives up every batch that is not in flight, counting its events as dropped
  * with `reason`; cancels in-flight upstream calls (their completions then drop). */
 void sr_sender_abandon(struct sr_worker *w, struct sr_pipe_rt *p, enum sr_drop_reason reason);

@@ -50,6 +50,8 @@ struct sr_node {
     _Atomic int64_t ewma_stamp_us;   /* time of the last sample */
     struct sr_latency latency;       /* batch call latency, all workers (atomic adds) */
     int64_t gone_since_ms; /* main thread */
+    bool watch_lost;       /* main thread (sr_upstream_watch): seen without a connection while ejected */
+    _Atomic uint64_t readmitted; /* ejections ended early because the node reconnected */
 };
 
 struct sr_upstream {
@@ -58,6 +60,7 @@ struct sr_upstream {
     uint32_t backoff_initial_ms;
     uint32_t backoff_max_ms;
     _Atomic uint64_t gen;   /* bumped by every change of the node set */
+    _Atomic uint64_t readmits; /* bumped when sr_upstream_watch ends an ejection early */
     int max_recv;           /* channel arg for new nodes */
     _Atomic uint64_t present; /* nodes present after the last apply (written by main) */
     char **retired;         /* main thread: addresses of reused slots, freed at deinit */
@@ -107,6 +110,20 @@ static inline bool sr_node_present(const struct sr_node *n)
  * Returns the number of changes (0 = same set). */
 size_t sr_upstream_apply(struct sr_upstream *up, const struct sr_node_config *nodes, size_t n,
                          int64_t now_ms);
+
+/* Upstream channels try to reconnect at least this often (gRPC's reconnect backoff
+ * is capped here, whatever upstream.backoff_max says). */
+#define SR_RECONNECT_MAX_MS 1000
+/* sr_upstream_watch runs this often (main thread). */
+#define SR_WATCH_MS 200
+
+/* Ends the ejection of every node that was seen without a connection while
+ * ejected and has one again (a restarted or reachable-again OAP): it gets a
+ * probe batch now rather than at the end of its backoff, which after a long
+ * outage is upstream.backoff_max. A node ejected with its connection up
+ * (frozen, or refusing calls) keeps its backoff. Asks ejected nodes' channels to
+ * connect. Returns how many nodes were readmitted. Main thread, every SR_WATCH_MS. */
+size_t sr_upstream_watch(struct sr_upstream *up, int64_t now_ms);
 
 /* Records the outcome of a call to n. A failure ejects n for
  * min(initial * 2^(failures-1), max) ms with +-20% jitter drawn from *rng.

@@ -83,6 +83,7 @@ struct sr_worker {
     struct sr_ucall *ucalls;   /* upstream calls in flight (for cancellation) */
     struct sr_balancer *relay_balancer; /* node choice of sync and relayed calls */
     uint64_t node_gen;                  /* node-set generation the balancers were built on */
+    uint64_t readmits;                  /* up.readmits its senders' timers have seen */
     uint64_t rng;
     int64_t now_ms; /* cached at each loop turn */
     bool drained;   /* reported idle to the main thread */

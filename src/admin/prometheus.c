@@ -209,6 +209,10 @@ static const struct node_family node_counters[] = {
     {"skyrelay_upstream_node_stalls_total",
      "Times the node was found stalled (a call unanswered for upstream.stall_timeout).",
      offsetof(struct sr_node, stalls)},
+    {"skyrelay_upstream_node_readmitted_total",
+     "Ejections of the node ended early because it had lost its connection and reconnected "
+     "(a restarted OAP gets a probe batch at once, not after its backoff).",
+     offsetof(struct sr_node, readmitted)},
     {"skyrelay_upstream_node_hedged_events_total",
      "Events taken back from the node because it stalled, and re-sent to other nodes.",
      offsetof(struct sr_node, hedged_events)},

@@ -485,6 +485,18 @@ static int64_t batch_wake(const struct sr_batch *b, int64_t now_ms, int64_t wake
     return wake;
 }
 
+void sr_sender_nodes_back(struct sr_worker *w, struct sr_pipe_rt *p)
+{
+    for (uint32_t i = 0; i < p->part.n_slots; i++) {
+        struct sr_batch *x = &p->part.batches[i];
+        if (!x->used) continue;
+        for (uint32_t k = 0; k < x->n_units; k++)
+            if (x->units[k].state == SR_UNIT_PENDING && x->units[k].not_before_ms > w->now_ms)
+                x->units[k].not_before_ms = w->now_ms;
+    }
+    p->wake_ms = w->now_ms;
+}
+
 int64_t sr_sender_service(struct sr_worker *w, struct sr_pipe_rt *p, int64_t now_ms)
 {
     const struct sr_sender_config *sc = &p->cfg->sender;

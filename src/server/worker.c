@@ -407,6 +407,12 @@ static void *worker_main(void *arg)
             w->node_gen = (uint64_t)t;
             sr_worker_rebuild_balancers(w);
         }
+        t = (int64_t)atomic_load_explicit(&w->rt->up.readmits, memory_order_relaxed);
+        if ((uint64_t)t != w->readmits) { /* a node came back before its backoff ended: */
+            w->readmits = (uint64_t)t;     /* batches waiting for one may go now */
+            for (int i = 0; i < SR_PIPE_COUNT; i++)
+                if (w->pipes[i].cfg->enabled) sr_sender_nodes_back(w, &w->pipes[i]);
+        }
         t = (int64_t)atomic_load_explicit(&w->rt->cfg_gen, memory_order_acquire);
         if ((uint64_t)t != w->cfg_gen) {
             w->cfg_gen = (uint64_t)t;

@@ -47,14 +47,17 @@ static grpc_channel *new_channel(const struct sr_upstream *up, const char *addre
     args[2].key = (char *)GRPC_ARG_ENABLE_RETRIES;
     args[2].value.integer = 0;
     /* gRPC's own reconnect backoff (1 s x 1.6 up to 120 s by default) would keep a node
-     * that is back unreachable long after skyrelay's backoff lets probes through: follow
-     * upstream.backoff_initial / backoff_max instead */
+     * that is back unreachable long after it returned. A connection attempt to a node
+     * that is down costs a SYN: try at least every SR_RECONNECT_MAX_MS, so that
+     * sr_upstream_watch sees a restarted node within about a second */
     args[3].type = GRPC_ARG_INTEGER;
     args[3].key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
-    args[3].value.integer = (int)up->backoff_initial_ms;
+    args[3].value.integer = (int)(up->backoff_initial_ms < SR_RECONNECT_MAX_MS ? up->backoff_initial_ms
+                                                                               : SR_RECONNECT_MAX_MS);
     args[4].type = GRPC_ARG_INTEGER;
     args[4].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
-    args[4].value.integer = (int)up->backoff_max_ms;
+    args[4].value.integer = (int)(up->backoff_max_ms < SR_RECONNECT_MAX_MS ? up->backoff_max_ms
+                                                                           : SR_RECONNECT_MAX_MS);
     /* OAP pods reached by IP (kubernetes finder) present a certificate for a name */
     if (up->server_name) {
         args[5].type = GRPC_ARG_STRING;
@@ -283,6 +286,33 @@ size_t sr_upstream_apply(struct sr_upstream *up, const struct sr_node_config *no
     if (changes) atomic_fetch_add(&up->gen, 1);
     free(wanted);
     return changes;
+}
+
+size_t sr_upstream_watch(struct sr_upstream *up, int64_t now_ms)
+{
+    size_t n = atomic_load(&up->n_nodes), readmitted = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct sr_node *nd = &up->nodes[i];
+        grpc_connectivity_state st;
+        if (!sr_node_present(nd) || atomic_load(&nd->down_until_ms) <= now_ms) {
+            nd->watch_lost = false;
+            continue;
+        }
+        st = grpc_channel_check_connectivity_state(atomic_load(&nd->channel), 1);
+        if (st != GRPC_CHANNEL_READY) {
+            nd->watch_lost = true; /* no connection while ejected */
+            continue;
+        }
+        if (!nd->watch_lost) continue; /* connected all along: frozen or refusing, keep the backoff */
+        nd->watch_lost = false;
+        atomic_store(&nd->down_until_ms, 0);
+        atomic_fetch_add_explicit(&nd->readmitted, 1, memory_order_relaxed);
+        readmitted++;
+        atomic_fetch_add(&up->readmits, 1); /* workers look at their senders' timers again */
+        SR_INFO("upstream", "node %s accepts connections again: it gets a probe batch now "
+                "instead of after its backoff", nd->address);
+    }
+    return readmitted;
 }
 
 void sr_node_report(struct sr_upstream *up, struct sr_node *n, bool ok, int64_t now_ms,

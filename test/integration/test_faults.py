@@ -428,6 +428,50 @@ class FrozenNode(FaultCase):
         self.problems.append("%s: %d ids missing, e.g. %s" % (kind, len(missing), missing[:8]))
 
 
+class Readmission(FaultCase):
+    """After a failure a node is skipped for its backoff, which grows to upstream.backoff_max
+    (10 s) in a long outage: a node that came back waited out the rest of it while the queues
+    filled. A node that lost its connection while ejected and has one again now gets a probe
+    batch within about a second (upstream channels reconnect at least every second, the main
+    thread looks every 200 ms)."""
+
+    BACKOFF = 8.0  # upstream.backoff_initial here: the first failure ejects for 6.4-9.6 s
+
+    def test_a_restarted_node_gets_batches_within_a_second_not_after_its_backoff(self):
+        port = free_port()
+        oap = self.oap("n0", port=port)
+        relay = self.admin_relay([oap], pipes(), upstream_keys=(
+            "  backoff_initial: %ds\n  backoff_max: 30s\n" % self.BACKOFF))
+        loadgen(relay.address, "log", 1, 10, self.dir, ["--id-prefix", "a"])
+        self.wait_total_logs([oap], 10)
+        oap.stop()
+        # queued and answered OK; its batch fails on the stopped node, which is ejected
+        loadgen(relay.address, "log", 1, 10, self.dir, ["--id-prefix", "b"])
+        failed = self.wait_metrics(lambda m: mnum(m, M_NODE_FAILED, node=oap.address) >= 1, 10)
+        self.check(failed, "the call to the stopped node did not fail")
+        t_eject = time.time()
+        time.sleep(1.0)
+        back = self.oap("n0-back", port=port)
+        t_back = time.time()
+        arrived = poll(lambda: (back.summary() or {}).get("logs", {}).get("total", 0) >= 10, 15,
+                       0.05)
+        delay = time.time() - t_back
+        m = self.metrics()
+        self.check(arrived, "the 10 queued logs never reached the restarted node")
+        self.check(delay < 3.0, "the restarted node got its first batch %.1f s after it listened "
+                   "again (ejected %.1f s before that, upstream.backoff_initial %.0f s): it waited "
+                   "for its backoff" % (delay, t_back - t_eject, self.BACKOFF))
+        self.check(mnum(m, "skyrelay_upstream_node_readmitted_total", node=oap.address) == 1,
+                   "skyrelay_upstream_node_readmitted_total is not 1")
+        self.check("accepts connections again" in relay.output(), "no log line for the readmission")
+        self.note("node listening again -> first batch %.2f s (backoff %.0f s)", delay, self.BACKOFF)
+        self.report()
+
+    def wait_total_logs(self, oaps, n):
+        self.check(poll(lambda: self.total(oaps, "logs.total") >= n, 10, 0.05),
+                   "%d logs did not arrive" % n)
+
+
 class Poison(FaultCase):
     """Issue 9: one message every OAP node refuses made every node get ejected. Now the bad
     event is isolated (retried once elsewhere, then the batch split), dropped, counted,
