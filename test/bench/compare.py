@@ -52,7 +52,8 @@ unattributed/dropped/unidentified):
            COMPARE_MESSAGES/10 messages per stream, one Envoy identity per stream
 
 Env: SKYRELAY_BUILD (binaries, default build/), COMPARE_KINDS, COMPARE_STREAMS, COMPARE_MESSAGES,
-COMPARE_SERVICES, COMPARE_INSTANCES,
+COMPARE_SERVICES, COMPARE_INSTANCES, COMPARE_RATE (loadgen --rate: items/s over all streams for every
+loadgen shape, for latency at a paced rate; 0 = as fast as possible),
 COMPARE_H2_REQUESTS, COMPARE_SHAPES (loadgen,h2load), COMPARE_PROXIES
 (none,nginx,collect,collect_in_sync; also floor-next,floor-callback), COMPARE_FLOOR_ARGS,
 COMPARE_KEEP (1: keep the work directory)."""
@@ -417,6 +418,8 @@ def run_row(shape, proxy, workdir, cfg):
             args = [LOADGEN, "--target", target, "--kind", "segment", "--streams",
                     str(cfg["streams"]), "--messages", str(cfg["messages"]), "--size", "500",
                     "--connections", "8", "--stamp-every", str(STAMP_EVERY)]
+            if cfg["rate"]:
+                args += ["--rate", str(cfg["rate"])]
         elif pipe:
             per_stream = max(1, cfg["messages"] // pipe["batch"])  # messages: items / batch
             total = cfg["streams"] * per_stream * pipe["batch"]
@@ -425,6 +428,8 @@ def run_row(shape, proxy, workdir, cfg):
                     "--stamp-every", str(STAMP_EVERY)] + pipe["args"]
             if pipe.get("identities"):  # logs, meters: stream s is one of S x I instances
                 args += ["--services", str(cfg["services"]), "--instances", str(cfg["instances"])]
+            if cfg["rate"]:  # items/s over all streams -> messages/s
+                args += ["--rate", str(max(1, cfg["rate"] // pipe["batch"]))]
         else:
             total = cfg["h2_requests"] * H2_SEGMENTS
             args = ["h2load", "-n", str(cfg["h2_requests"]), "-c", str(H2_CLIENTS), "-m", "1",
@@ -574,7 +579,8 @@ def main():
            "messages": int(os.environ.get("COMPARE_MESSAGES", 8000)),
            "h2_requests": int(os.environ.get("COMPARE_H2_REQUESTS", 512)),
            "services": int(os.environ.get("COMPARE_SERVICES", 8)),
-           "instances": int(os.environ.get("COMPARE_INSTANCES", 8))}
+           "instances": int(os.environ.get("COMPARE_INSTANCES", 8)),
+           "rate": int(os.environ.get("COMPARE_RATE", 0))}
     shapes = os.environ.get("COMPARE_SHAPES", "loadgen,h2load").split(",")
     proxies = os.environ.get("COMPARE_PROXIES", "none,nginx,collect,collect_in_sync").split(",")
     kinds = os.environ.get("COMPARE_KINDS", "segment,log,meter,als").split(",")
