@@ -173,6 +173,14 @@ class Case(unittest.TestCase):
                 pass
         self.tmp.cleanup()
 
+    def grpc(self):
+        """Debian's python3-grpcio, or a clear failure without it."""
+        try:
+            import grpc
+            return grpc
+        except ImportError:
+            self.fail("python3-grpcio is required (scripts/install-deps.sh installs it)")
+
     def oap(self, name, extra=(), port=None, listen_ip="127.0.0.1"):
         p = FakeOap(self.dir, name, extra, port, listen_ip)
         self.procs.append(p)

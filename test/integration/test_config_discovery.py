@@ -50,13 +50,6 @@ def command_args(answer):
 
 
 class ConfigDiscovery(Case):
-    def grpc(self):
-        try:
-            import grpc
-            return grpc
-        except ImportError:
-            self.fail("python3-grpcio is required (scripts/install-deps.sh installs it)")
-
     def start(self, oaps, cds="", upstream_extra=""):
         self.admin_port = free_port()
         yaml = ("  backoff_initial: 30s\n  backoff_max: 60s\n" + upstream_extra +

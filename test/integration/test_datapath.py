@@ -169,15 +169,8 @@ class Failures(Case):
 
 
 class BadInput(Case):
-    def _grpc(self):
-        try:
-            import grpc  # Debian python3-grpcio
-            return grpc
-        except ImportError:
-            self.fail("python3-grpcio is required (scripts/install-deps.sh installs it)")
-
     def test_malformed_message_fails_only_its_call(self):
-        grpc = self._grpc()
+        grpc = self.grpc()
         oaps = [self.oap("n0")]
         relay = self.relay(oaps, pipes())
         ch = grpc.insecure_channel(relay.address)
@@ -194,7 +187,7 @@ class BadInput(Case):
     def test_validate_deep_refuses_nested_garbage_top_lets_it_through(self):
         # pipes.<name>.validate: deep (default) stops it at the door; top only checks the
         # framing, so it reaches OAP (which may refuse it: poison isolation, test_faults.py)
-        grpc = self._grpc()
+        grpc = self.grpc()
         bad = b"\x0a\x02ab" + b"\x32\x02\xff\xff"  # traceId, then spans = ff ff (broken)
         for depth in ("deep", "top"):
             oaps = [self.oap("n-%s" % depth)]
@@ -217,7 +210,7 @@ class BadInput(Case):
             self.assertEqual(st["sent"], want, st)
 
     def test_oversize_message_fails_with_resource_exhausted(self):
-        grpc = self._grpc()
+        grpc = self.grpc()
         oaps = [self.oap("n0")]
         relay = self.relay(oaps, pipes(), server_extra="  max_receive_message_size: 1KiB\n")
         ch = grpc.insecure_channel(relay.address)
@@ -230,7 +223,7 @@ class BadInput(Case):
         self.assertEqual(call(iter([b"\x0a\x02ab"]), timeout=5), b"")
 
     def test_unknown_method_is_unimplemented(self):
-        grpc = self._grpc()
+        grpc = self.grpc()
         relay = self.relay([self.oap("n0")], pipes())
         ch = grpc.insecure_channel(relay.address)
         with self.assertRaises(grpc.RpcError) as e:

@@ -35,12 +35,7 @@ def expected_sync_answer(node_name, request):
 
 
 class Base(Case):
-    def grpc(self):
-        try:
-            import grpc
-            return grpc
-        except ImportError:
-            self.fail("python3-grpcio is required (scripts/install-deps.sh installs it)")
+    """(harness.Case has the grpc() import helper.)"""
 
 
 class SyncPassThrough(Base):

@@ -26,13 +26,6 @@ def pb_string(field, s):
 
 
 class Base(Case):
-    def grpc(self):
-        try:
-            import grpc
-            return grpc
-        except ImportError:
-            self.fail("python3-grpcio is required (scripts/install-deps.sh installs it)")
-
     def relay_with_admin(self, oaps, upstream_extra=""):
         """A relay whose node ejection lasts the whole test (30 s backoff), with an admin port."""
         self.admin_port = free_port()
