@@ -54,6 +54,7 @@ unattributed/dropped/unidentified):
 Env: SKYRELAY_BUILD (binaries, default build/), COMPARE_KINDS, COMPARE_STREAMS, COMPARE_MESSAGES,
 COMPARE_SERVICES, COMPARE_INSTANCES, COMPARE_RATE (loadgen --rate: items/s over all streams for every
 loadgen shape, for latency at a paced rate; 0 = as fast as possible),
+COMPARE_STAMP_EVERY (7: every 7th message of a stream carries its send time),
 COMPARE_H2_REQUESTS, COMPARE_SHAPES (loadgen,h2load), COMPARE_PROXIES
 (none,nginx,collect,collect_in_sync; also floor-next,floor-callback), COMPARE_FLOOR_ARGS,
 COMPARE_KEEP (1: keep the work directory)."""
@@ -72,7 +73,8 @@ from harness import BUILD, LOADGEN, ROOT, SKYRELAY, FakeOap, Proc, free_port, wa
 
 TICK = os.sysconf("SC_CLK_TCK")
 COLLECT = "/skywalking.v3.TraceSegmentReportService/collect"
-STAMP_EVERY = 7  # coprime with loadgen's write hint (16): stamps fall on every position
+# coprime with loadgen's write hint (16): stamps fall on every position; 1 = every message
+STAMP_EVERY = int(os.environ.get("COMPARE_STAMP_EVERY", 7))
 H2_SEGMENTS = 1000
 H2_CLIENTS = 8
 
