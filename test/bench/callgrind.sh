@@ -11,7 +11,7 @@
 # connections; h2load = CG_REQUESTS (16) requests x 1,000 framed SegmentObjects over 8
 # connections (the body of test/bench/compare.py). Includes start-up and shutdown: compare two
 # message counts for the marginal cost. BUILD: build directory (default build). CG_KEEP=DIR
-# keeps callgrind.out in DIR (for callgrind_annotate).
+# keeps callgrind.out in DIR (for callgrind_annotate), named by mode, load, messages and CG_TAG.
 # Usage: test/bench/callgrind.sh [collect|collect_in_sync|floor-next|floor-callback]
 set -eu
 cd "$(dirname "$0")/../.."
@@ -21,6 +21,14 @@ LOAD=${CG_LOAD:-loadgen}
 D=$(mktemp -d /tmp/skyrelay-cg.XXXXXX)
 BASE=${CG_PORT:-17930}
 PIDS=""
+RP=""
+# whatever happens, nothing started here outlives the script (a fake node left behind would
+# also keep holding the fd of a `flock` around it)
+cleanup() {
+    for p in $RP $PIDS; do kill -TERM "$p" 2>/dev/null || true; done
+    rm -rf "$D"
+}
+trap cleanup EXIT
 case $MODE in
 floor-*)
     valgrind --tool=callgrind --callgrind-out-file="$D/cg.out" "$B/grpc_floor" \
@@ -43,8 +51,15 @@ floor-*)
     RP=$!
     ;;
 esac
-i=0
-until grep -q "listening on" "$D/cg.log" 2>/dev/null || [ $i -gt 300 ]; do sleep 0.1; i=$((i + 1)); done
+# until the port accepts (valgrind starts slowly; loadgen would wait, h2load would not)
+/usr/bin/python3 -c "
+import socket, sys, time
+for _ in range(1200):
+    with socket.socket() as s:
+        if s.connect_ex(('127.0.0.1', $BASE)) == 0:
+            sys.exit(0)
+    time.sleep(0.1)
+sys.exit('nothing listens on port $BASE')"
 if [ "$LOAD" = h2load ]; then
     /usr/bin/python3 -c "import sys; sys.path.insert(0, 'test/bench'); import compare; compare.h2_body('$D/body.bin')"
     N=$((${CG_REQUESTS:-16} * 1000))
@@ -60,13 +75,12 @@ fi
 sleep 3
 kill -TERM $RP
 wait $RP || true
-for p in $PIDS; do kill -TERM "$p"; done
+RP=""
 case $MODE in floor-*) grep "\"messages\"" "$D/cg.log" || true ;; esac # the floor's own count
 TOTAL=$(callgrind_annotate "$D/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 echo "mode=$MODE load=$LOAD messages=$N instructions=$TOTAL per_message=$((TOTAL / N))"
 callgrind_annotate "$D/cg.out" 2>/dev/null | grep -E "/work/|src/|test/bench" | head -12
 if [ -n "${CG_KEEP:-}" ]; then
     mkdir -p "$CG_KEEP"
-    cp "$D/cg.out" "$CG_KEEP/callgrind.out.$MODE.$LOAD.$N"
+    cp "$D/cg.out" "$CG_KEEP/callgrind.out.$MODE.$LOAD.$N${CG_TAG:+.$CG_TAG}"
 fi
-rm -rf "$D"
