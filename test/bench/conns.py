@@ -15,9 +15,15 @@ before any connection, at steady state (min / median / max), VmHWM at the end, f
 that the nodes received every segment loadgen sent (each once), with the agent write ->
 upstream receive latency (p50/p99) at this low rate, where the batches' 1 s linger shows.
 
-Env: SKYRELAY_BUILD (binaries), CONNS_CONNECTIONS, CONNS_RATE, CONNS_SECONDS, CONNS_SETTLE,
-CONNS_LOADGENS (1), CONNS_EXTRA_ENV (extra environment for skyrelay, "K=V K=V"),
-CONNS_KEEP (1: keep the work directory)."""
+CONNS_PROXY=floor measures build/grpc_floor (test/bench/grpc_floor.c: the gRPC C core receiving
+and counting, nothing forwarded, no nodes) instead of skyrelay, with the same server args as
+skyrelay's shipped config plus CONNS_FLOOR_ARGS (e.g. "--arg=grpc.http2.lookahead_bytes=16384"):
+what gRPC itself keeps per connection.
+
+Env: SKYRELAY_BUILD (binaries), CONNS_CONNECTIONS, CONNS_STREAMS (default: one per connection;
+more: several streams per connection, to tell per-connection from per-stream memory), CONNS_RATE, CONNS_SECONDS, CONNS_SETTLE,
+CONNS_LOADGENS (1), CONNS_EXTRA_ENV (extra environment for skyrelay, "K=V K=V"), CONNS_PROXY
+(skyrelay | floor), CONNS_FLOOR_ARGS, CONNS_KEEP (1: keep the work directory)."""
 import json
 import os
 import shutil
@@ -27,7 +33,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from compare import Relay, cpu_seconds, percentile, status_kb  # noqa: E402
+from compare import Floor, Relay, cpu_seconds, percentile, status_kb  # noqa: E402
 from harness import BUILD, LOADGEN, FakeOap, wait_until  # noqa: E402
 
 STAMP_EVERY = 7
@@ -64,11 +70,13 @@ def main():
             print("bench-conns: %s is missing: build it first" % b)
             return 1
     conns = int(os.environ.get("CONNS_CONNECTIONS", 1000))
+    streams = int(os.environ.get("CONNS_STREAMS", conns))  # > conns: several per connection
     rate = int(os.environ.get("CONNS_RATE", 1000))
     seconds = int(os.environ.get("CONNS_SECONDS", 45))
     settle = float(os.environ.get("CONNS_SETTLE", 5))
     nload = int(os.environ.get("CONNS_LOADGENS", 1))
     extra_env = dict(kv.split("=", 1) for kv in os.environ.get("CONNS_EXTRA_ENV", "").split())
+    floor = os.environ.get("CONNS_PROXY", "skyrelay") == "floor"
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
     print("bench-conns: %d CPUs, load average %s, binaries from %s" % (os.cpu_count(), load,
@@ -77,35 +85,41 @@ def main():
     oaps, px, loads = [], None, []
     ok = False
     try:
-        for i in range(3):
-            oaps.append(FakeOap(workdir, "n%d" % i,
-                                ["--latency", os.path.join(workdir, "n%d.lat" % i)]))
-        if extra_env:
-            os.environ.update(extra_env)  # Relay passes os.environ on to skyrelay
-        px = Relay(workdir, [o.address for o in oaps], "collect_in_sync")  # the shipped default
+        if floor:
+            px = Floor(workdir, "next", os.environ.get("CONNS_FLOOR_ARGS", "").split())
+        else:
+            for i in range(3):
+                oaps.append(FakeOap(workdir, "n%d" % i,
+                                    ["--latency", os.path.join(workdir, "n%d.lat" % i)]))
+            if extra_env:
+                os.environ.update(extra_env)  # Relay passes os.environ on to skyrelay
+            px = Relay(workdir, [o.address for o in oaps], "collect_in_sync")  # shipped default
         pid = px.pid
+        name = "grpc_floor" if floor else "skyrelay"
         time.sleep(1.0)
         rss0, fds0 = status_kb(pid, "VmRSS"), fds(pid)
-        print("skyrelay pid %d, shipped config, idle: VmRSS %.1f MB, %d fds" %
-              (pid, rss0 / 1024.0, fds0))
+        print("%s pid %d, %s, idle: VmRSS %.1f MB, %d fds" % (
+            name, pid, "args " + os.environ.get("CONNS_FLOOR_ARGS", "(skyrelay's)") if floor
+            else "shipped config", rss0 / 1024.0, fds0))
         # split the connections (and the rate) over the loadgen processes
-        per_stream = max(1, round(seconds * rate / conns))  # messages per stream
+        per_stream = max(1, round(seconds * rate / streams))  # messages per stream
         cpu0 = cpu_seconds(pid)
         t0 = time.time()
         for k in range(nload):
             c = conns // nload + (1 if k < conns % nload else 0)
-            r = max(1, round(rate * c / conns))
+            ns = streams // nload + (1 if k < streams % nload else 0)
+            r = max(1, round(rate * ns / streams))
             summ = os.path.join(workdir, "loadgen-%d.json" % k)
             log = open(os.path.join(workdir, "loadgen-%d.log" % k), "wb")
-            args = [LOADGEN, "--target", px.address, "--kind", "segment", "--streams", str(c),
+            args = [LOADGEN, "--target", px.address, "--kind", "segment", "--streams", str(ns),
                     "--connections", str(c), "--messages", str(per_stream), "--rate", str(r),
                     "--size", "500", "--stamp-every", str(STAMP_EVERY), "--id-prefix",
                     "c%d" % k, "--summary", summ, "--deadline-ms", str((seconds + 120) * 1000)]
             loads.append((subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT), summ, log,
-                          c))
-        print("loadgen: %d process(es), %d connections x 1 stream, %d segments each at %d/s "
-              "in all (%.2f/s per stream), ~500 B" % (nload, conns, per_stream, rate,
-                                                      rate / conns))
+                          ns))
+        print("loadgen: %d process(es), %d connections, %d streams, %d segments each at %d/s "
+              "in all (%.2f/s per stream), ~500 B" % (nload, conns, streams, per_stream, rate,
+                                                      rate / streams))
         samples = []  # (t, rss kB, fds, established)
         t_all = None
         while any(p.poll() is None for p, _, _, _ in loads):
@@ -140,6 +154,8 @@ def main():
                 print("loadgen: no summary (exit %s)" % p.returncode)
 
         def got():
+            if floor:
+                return px.messages()
             return sum((o.summary() or {}).get("segments", {}).get("total", 0) for o in oaps)
         try:
             wait_until(lambda: got() >= sent, 30, "every segment upstream", interval=0.1)
@@ -149,9 +165,10 @@ def main():
         hwm = status_kb(pid, "VmHWM")
         rss_end, fds_end = status_kb(pid, "VmRSS"), fds(pid)
         time.sleep(0.3)
+        floor_count = px.messages() if floor else 0
         px.stop()
         px = None
-        per_node, dups = [], 0
+        per_node, dups = ([floor_count] if floor else []), 0
         for o in oaps:
             o.stop()
             seg = (o.summary() or {}).get("segments", {})
@@ -175,17 +192,17 @@ def main():
         if steady:
             rss = sorted(x[1] for x in steady)
             fd = sorted(x[2] for x in steady)
-            print("skyrelay VmRSS steady: min %.1f / median %.1f / max %.1f MB; VmHWM %.1f MB; "
+            print(name + " VmRSS steady: min %.1f / median %.1f / max %.1f MB; VmHWM %.1f MB; "
                   "idle before %.1f MB; after the load %.1f MB" % (
                       rss[0] / 1024.0, rss[len(rss) // 2] / 1024.0, rss[-1] / 1024.0,
                       hwm / 1024.0, rss0 / 1024.0, rss_end / 1024.0))
-            print("per connection (steady median - idle) / connections: %.1f kB" %
-                  ((rss[len(rss) // 2] - rss0) / conns))
-            print("skyrelay fds: idle %d, steady %d-%d, after the load %d; agent connections "
+            print("steady median - idle: %.1f kB per connection, %.1f kB per stream" % (
+                (rss[len(rss) // 2] - rss0) / conns, (rss[len(rss) // 2] - rss0) / streams))
+            print(name + " fds: idle %d, steady %d-%d, after the load %d; agent connections "
                   "established (steady) %d-%d" % (fds0, fd[0], fd[-1], fds_end,
                                                    min(x[3] for x in steady),
                                                    max(x[3] for x in steady)))
-        print("skyrelay CPU %.2f s over %.0f s (%.1f %% of one core), %.1f us/segment" % (
+        print(name + " CPU %.2f s over %.0f s (%.1f %% of one core), %.1f us/segment" % (
             cpu, t_end, 100.0 * cpu / t_end, cpu * 1e6 / max(1, sent)))
         print("segments: sent %d, nodes counted %d (%s), duplicates %d: %s" % (
             sent, sum(per_node), "/".join(str(n) for n in per_node), dups,
