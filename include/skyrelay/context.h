@@ -25,6 +25,7 @@
 struct sr_ctx_spec {
     uint8_t n_fields;
     uint8_t n_key;    /* the first n_key context fields form the event key */
+    uint8_t key_first_only; /* n_key 2: the key is sr_ctx_key2(first, none) (logs: by service) */
     uint8_t messages; /* bit i set: fields[i] is message-typed (occurrences merge) */
     uint32_t fields[SR_CTX_MAX_FIELDS];
     uint8_t wire[SR_CTX_MAX_FIELDS]; /* the field's wire type (enum sr_wire_type); an

@@ -52,8 +52,13 @@
 
 #include "skyrelay/wire.h"
 
+/* The key of a log is its service alone, sr_ctx_key2(service, none): OAP makes only the
+ * service sticky on an upstream stream (docs/protocols.md), and every LogData carries its own
+ * instance after the rewrite, so one upstream stream per service carries all of that service's
+ * instances (per (service, instance), a batch of many instances became many small calls). */
 const struct sr_ctx_spec sr_ctx_log = {
-    .n_fields = 2, .n_key = 2, .fields = {2, 3}, .wire = {SR_WT_LEN, SR_WT_LEN}};
+    .n_fields = 2, .n_key = 2, .key_first_only = 1, .fields = {2, 3},
+    .wire = {SR_WT_LEN, SR_WT_LEN}};
 const struct sr_ctx_spec sr_ctx_meter = {.n_fields = 3,
                                          .n_key = 2,
                                          .fields = {3, 4, 5},
@@ -123,6 +128,7 @@ static void rebuild(const struct sr_ctx_spec *spec, struct sr_stream_ctx *ctx)
         size_t na, nb;
         field_value(&ctx->field[0], &a, &na);
         field_value(&ctx->field[1], &b, &nb);
+        if (spec->key_first_only) nb = 0;
         ctx->key = (na || nb) ? sr_ctx_key2(a, na, b, nb) : 0;
         return;
     }

@@ -170,7 +170,7 @@ static void log_first_message_gets_empty_prefix(void **state)
     assert_string_equal(l->serviceinstance, "checkout-1");
     assert_log_own_fields(l, 1000, "/pay", "first");
     assert_true(key != 0);
-    assert_true(key == sr_ctx_key2((const uint8_t *)"checkout", 8, (const uint8_t *)"checkout-1", 10));
+    assert_true(key == sr_ctx_key2((const uint8_t *)"checkout", 8, NULL, 0)); /* logs: by service */
     grpc_slice_unref(prefix);
     protobuf_c_message_free_unpacked(&l->base, NULL);
     free(m0.p);
@@ -253,7 +253,7 @@ static void log_message_with_new_service_updates_context_for_following_messages(
     assert_true(k0 == k1);
     assert_true(k2 == k3);
     assert_true(k0 != k2);
-    assert_true(k2 == sr_ctx_key2((const uint8_t *)"svc-b", 5, (const uint8_t *)"inst-b", 6));
+    assert_true(k2 == sr_ctx_key2((const uint8_t *)"svc-b", 5, NULL, 0));
 
     free(m0.p);
     free(m1.p);
@@ -286,7 +286,7 @@ static void log_message_with_only_service_gets_only_instance_prepended(void **st
     assert_string_equal(l->service, "svc-b");
     assert_string_equal(l->serviceinstance, "inst-a");
     assert_log_own_fields(l, 2, "/b", "b-only-service");
-    assert_true(key == sr_ctx_key2((const uint8_t *)"svc-b", 5, (const uint8_t *)"inst-a", 6));
+    assert_true(key == sr_ctx_key2((const uint8_t *)"svc-b", 5, NULL, 0));
     grpc_slice_unref(prefix);
     protobuf_c_message_free_unpacked(&l->base, NULL);
 
@@ -386,7 +386,7 @@ static void log_first_message_with_only_service_then_instance_builds_up_context(
     protobuf_c_message_free_unpacked(&l->base, NULL);
 
     assert_true(k1 == k2);
-    assert_true(k0 != k1);
+    assert_true(k0 == k1); /* the key of a log is its service (the instance is carried) */
     free(m0.p);
     free(m1.p);
     free(m2.p);
@@ -502,7 +502,7 @@ static void log_explicit_empty_service_is_credited_to_its_own_stream_as_agent_di
     struct oap_log_stream direct[3], up[8];
     uint64_t up_key[8];
     size_t n_up = 0;
-    const uint64_t key_a = sr_ctx_key2((const uint8_t *)"svc-a", 5, (const uint8_t *)"inst-a", 6);
+    const uint64_t key_a = sr_ctx_key2((const uint8_t *)"svc-a", 5, NULL, 0); /* logs: by service */
     const char *own[3] = {"svc-a", "svc-b", ""};
     struct {
         int stream;
@@ -538,8 +538,7 @@ static void log_explicit_empty_service_is_credited_to_its_own_stream_as_agent_di
         if (raw->serviceinstance[0]) assert_string_equal(l->serviceinstance, raw->serviceinstance);
         if (st == 0) assert_true(key == key_a);
         if (st == 1)
-            assert_true(key == sr_ctx_key2((const uint8_t *)"svc-b", 5, (const uint8_t *)l->serviceinstance,
-                                           strlen(l->serviceinstance)));
+            assert_true(key == sr_ctx_key2((const uint8_t *)"svc-b", 5, NULL, 0));
         if (st == 2) assert_true(key == 0);
 
         /* what OAP credits: agent-direct (one upstream stream per agent stream, the
@@ -603,7 +602,7 @@ static void log_contexts_of_two_streams_do_not_mix(void **state)
     sr_stream_ctx_deinit(&c2);
 }
 
-static void log_same_identity_gives_same_key_across_streams(void **state)
+static void log_same_service_gives_same_key_across_streams(void **state)
 {
     static const char *ids[][2] = {
         {"svc-a", "inst-1"}, {"svc-a", "inst-1"}, {"svc-a", "inst-2"}, {"svc-b", "inst-1"},
@@ -626,7 +625,7 @@ static void log_same_identity_gives_same_key_across_streams(void **state)
         free(m1.p);
     }
     assert_true(first[0] == first[1]);
-    assert_true(first[0] != first[2]);
+    assert_true(first[0] == first[2]); /* another instance of the service: the same stream */
     assert_true(first[0] != first[3]);
     assert_true(first[2] != first[3]);
     for (int i = 0; i < 4; i++) sr_stream_ctx_deinit(&ctx[i]);
@@ -651,7 +650,7 @@ static void log_long_identity_key_matches_key2_and_is_carried(void **state)
     assert_log_own_fields(l, 2, "/b", "b");
     protobuf_c_message_free_unpacked(&l->base, NULL);
     assert_true(k0 == k1);
-    assert_true(k0 == sr_ctx_key2((const uint8_t *)svc, strlen(svc), (const uint8_t *)inst, strlen(inst)));
+    assert_true(k0 == sr_ctx_key2((const uint8_t *)svc, strlen(svc), NULL, 0)); /* logs: by service */
     free(m0.p);
     free(m1.p);
     sr_stream_ctx_deinit(&ctx);
@@ -1651,7 +1650,7 @@ int main(void)
         cmocka_unit_test(log_explicit_empty_service_is_credited_to_its_own_stream_as_agent_direct),
         cmocka_unit_test(strip_empty_drops_only_explicit_empty_values_the_stream_knows),
         cmocka_unit_test(log_contexts_of_two_streams_do_not_mix),
-        cmocka_unit_test(log_same_identity_gives_same_key_across_streams),
+        cmocka_unit_test(log_same_service_gives_same_key_across_streams),
         cmocka_unit_test(log_long_identity_key_matches_key2_and_is_carried),
         cmocka_unit_test(log_malformed_message_is_rejected_and_context_unchanged),
         cmocka_unit_test(ctx_deinit_forgets_the_context),
