@@ -102,6 +102,14 @@ class Skyrelay(Proc):
         if not self.alive():
             raise AssertionError("skyrelay exited:\n" + self.output())
 
+    def admin_port(self):
+        """The admin port from the "admin port N" log line, which comes a moment after
+        "listening on" (what the constructor waits for)."""
+        import re
+        m = wait_until(lambda: re.search(r"admin port (\d+)", self.output()), 10,
+                       "skyrelay's admin port line")
+        return int(m.group(1))
+
     def final_stats(self):
         """Parses the 'stats: final' lines printed at exit into {pipe: {k: v}}."""
         out = {}

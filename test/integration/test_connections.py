@@ -48,9 +48,8 @@ def connection_stats(relay):
 
 def admin_metrics(relay):
     """Unlabelled samples of GET /metrics on the relay's admin port (from its log line)."""
-    import re
     import urllib.request
-    port = int(re.search(r"admin port (\d+)", relay.output()).group(1))
+    port = relay.admin_port()
     body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
     out = {}
     for line in body.splitlines():

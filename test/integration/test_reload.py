@@ -16,7 +16,7 @@ KEEPALIVE = "/skywalking.v3.ManagementService/keepAlive"
 
 
 def admin_port(relay):
-    return int(re.search(r"admin port (\d+)", relay.output()).group(1))
+    return relay.admin_port()
 
 
 def metric(port, name, **labels):
