@@ -14,6 +14,10 @@
  * length. Any thread. */
 bool sr_auth_ok(const grpc_metadata_array *md, const char *token);
 
+/* The value of the first `authentication` entry of md (the one sr_auth_ok
+ * checks), borrowed; NULL when there is none. Any thread. */
+const grpc_slice *sr_auth_token(const grpc_metadata_array *md);
+
 /* True when given[0..given_len) equals token[0..token_len). Compares SHA-256
  * digests of both with CRYPTO_memcmp, so the time does not depend on where
  * they differ or on the token's length. Any thread. */

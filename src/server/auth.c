@@ -21,15 +21,22 @@ bool sr_auth_equal(const void *given, size_t given_len, const void *token, size_
     return CRYPTO_memcmp(a, b, sizeof a) == 0;
 }
 
+const grpc_slice *sr_auth_token(const grpc_metadata_array *md)
+{
+    for (size_t i = 0; i < md->count; i++) {
+        grpc_slice k = md->metadata[i].key;
+        if (GRPC_SLICE_LENGTH(k) == 14 && memcmp(GRPC_SLICE_START_PTR(k), "authentication", 14) == 0)
+            return &md->metadata[i].value;
+    }
+    return NULL;
+}
+
 bool sr_auth_ok(const grpc_metadata_array *md, const char *token)
 {
+    const grpc_slice *v;
     if (!token || !token[0]) return true;
-    for (size_t i = 0; i < md->count; i++) {
-        grpc_slice k = md->metadata[i].key, v = md->metadata[i].value;
-        if (GRPC_SLICE_LENGTH(k) != 14 || memcmp(GRPC_SLICE_START_PTR(k), "authentication", 14) != 0)
-            continue;
-        return sr_auth_equal(GRPC_SLICE_START_PTR(v), GRPC_SLICE_LENGTH(v), token, strlen(token));
-    }
+    v = sr_auth_token(md);
+    if (v) return sr_auth_equal(GRPC_SLICE_START_PTR(*v), GRPC_SLICE_LENGTH(*v), token, strlen(token));
     /* no entry: the answer is the same as for a wrong token, and so is the work */
     (void)sr_auth_equal("", 0, token, strlen(token));
     return false;

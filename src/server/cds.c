@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <stdlib.h>
@@ -24,6 +23,7 @@
 
 #include "skyrelay/auth.h"
 #include "skyrelay/log.h"
+#include "skyrelay/receiver.h"
 #include "skyrelay/relay.h"
 #include "skyrelay/wire.h"
 
@@ -128,7 +128,8 @@ struct cds_call {
     grpc_call *call;
     gpr_timespec deadline;
     grpc_metadata_array md;
-    grpc_byte_buffer *req;
+    grpc_byte_buffer *req; /* as request_registered_call gave it; taken into body */
+    grpc_slice body;
     grpc_byte_buffer *resp;
     grpc_slice details;
     int cancelled;
@@ -163,6 +164,7 @@ struct sr_cds {
     struct cds_svc *lru_head, *lru_tail;
     uint64_t bytes;
     int64_t sweep_ms;
+    bool cancelled; /* the fetches in flight were cancelled at shutdown */
 };
 
 static const struct sr_config *cfg_of(const struct sr_cds *cds)
@@ -398,6 +400,7 @@ static void call_unref(struct sr_cds *cds, struct cds_call *c)
     if (c->req) grpc_byte_buffer_destroy(c->req);
     if (c->resp) grpc_byte_buffer_destroy(c->resp);
     if (c->call) grpc_call_unref(c->call);
+    grpc_slice_unref(c->body);
     grpc_slice_unref(c->details);
     grpc_metadata_array_destroy(&c->md);
     free(c);
@@ -529,11 +532,8 @@ static void fetch_finish(struct sr_cds *cds, struct cds_fetch *f)
     f->waiters = NULL;
     if (f->status == GRPC_STATUS_OK) {
         if (f->recv) {
-            grpc_byte_buffer_reader r;
-            if (grpc_byte_buffer_reader_init(&r, f->recv)) {
-                body = grpc_byte_buffer_reader_readall(&r);
-                grpc_byte_buffer_reader_destroy(&r);
-            }
+            body = sr_rx_take_body(f->recv);
+            f->recv = NULL;
             learn(cds, f->h.key, f->svc_key_len, uuid, uuid_len, GRPC_SLICE_START_PTR(body),
                   GRPC_SLICE_LENGTH(body), w->now_ms);
         } else { /* OK without a message: not a valid unary answer */
@@ -663,7 +663,7 @@ static void fetch_start(struct sr_cds *cds, struct cds_call *c, uint8_t *key, si
                                      deadline, NULL);
     if (f->up) atomic_fetch_add_explicit(&f->node->inflight, 1, memory_order_relaxed);
     f->fwd = sr_relay_request_md(&c->md, cfg->upstream.authentication, &f->n_fwd);
-    f->send = grpc_byte_buffer_copy(c->req);
+    f->send = grpc_raw_byte_buffer_create(&c->body, 1); /* a ref, no copy */
     if (!f->up || !f->fwd || !f->send) {
         f->status = GRPC_STATUS_INTERNAL;
         f->details = grpc_slice_from_static_string("skyrelay: cannot create upstream call");
@@ -709,41 +709,37 @@ static void poll_one(struct sr_cds *cds, struct cds_call *c)
 {
     struct sr_worker *w = cds->w;
     const struct sr_config *cfg = cfg_of(cds);
-    grpc_byte_buffer_reader r;
-    grpc_slice body;
+    const grpc_slice *t;
     const uint8_t *svc, *uuid, *b;
-    size_t svc_len, uuid_len, n, key_len, svc_key_len, tok_len = 0;
+    size_t req_len, svc_len, uuid_len, n, key_len, svc_key_len, tok_len = 0;
     const uint8_t *tok = (const uint8_t *)"";
     uint8_t *key;
     uint64_t hash;
     struct cds_svc *s;
     struct hnode *h;
 
-    if (!grpc_byte_buffer_reader_init(&r, c->req)) {
+    req_len = grpc_byte_buffer_length(c->req);
+    c->body = sr_rx_take_body(c->req); /* also what goes upstream */
+    c->req = NULL;
+    if (req_len && !GRPC_SLICE_LENGTH(c->body)) {
         answer_error(c, GRPC_STATUS_INVALID_ARGUMENT, "skyrelay: unreadable request message");
         return;
     }
-    body = grpc_byte_buffer_reader_readall(&r);
-    grpc_byte_buffer_reader_destroy(&r);
-    if (sr_cds_read_request(GRPC_SLICE_START_PTR(body), GRPC_SLICE_LENGTH(body), &svc, &svc_len,
-                            &uuid, &uuid_len) != 0) {
-        grpc_slice_unref(body);
+    if (sr_cds_read_request(GRPC_SLICE_START_PTR(c->body), GRPC_SLICE_LENGTH(c->body), &svc,
+                            &svc_len, &uuid, &uuid_len) != 0) {
         answer_error(c, GRPC_STATUS_INVALID_ARGUMENT, "skyrelay: malformed protobuf message");
         return;
     }
     /* the caller's token is part of the key, unless upstream.authentication replaces it */
-    if (!(cfg->upstream.authentication && cfg->upstream.authentication[0]))
-        for (size_t i = 0; i < c->md.count; i++)
-            if (GRPC_SLICE_LENGTH(c->md.metadata[i].key) == 14 &&
-                memcmp(GRPC_SLICE_START_PTR(c->md.metadata[i].key), "authentication", 14) == 0) {
-                tok = GRPC_SLICE_START_PTR(c->md.metadata[i].value);
-                tok_len = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
-            }
+    if (!(cfg->upstream.authentication && cfg->upstream.authentication[0]) &&
+        (t = sr_auth_token(&c->md)) != NULL) {
+        tok = GRPC_SLICE_START_PTR(*t);
+        tok_len = GRPC_SLICE_LENGTH(*t);
+    }
     svc_key_len = tok_len + 1 + svc_len;
     key_len = svc_key_len + 1 + uuid_len;
     key = malloc(key_len);
     if (!key) {
-        grpc_slice_unref(body);
         answer_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "skyrelay: out of memory");
         return;
     }
@@ -752,7 +748,6 @@ static void poll_one(struct sr_cds *cds, struct cds_call *c)
     memcpy(key + tok_len + 1, svc, svc_len);
     key[svc_key_len] = 0;
     memcpy(key + svc_key_len + 1, uuid, uuid_len);
-    grpc_slice_unref(body);
 
     s = svc_find(cds, key, svc_key_len);
     if (s && w->now_ms - s->seen_ms < (int64_t)cfg->upstream.config_discovery.cache_ttl_ms &&
@@ -825,6 +820,7 @@ static void arm(struct sr_cds *cds, int path)
     c->t_send.fn = on_send;
     c->t_close.fn = on_close;
     c->details = grpc_empty_slice();
+    c->body = grpc_empty_slice();
     grpc_metadata_array_init(&c->md);
     e = grpc_server_request_registered_call(w->rt->server, w->rt->cds_method[path], &c->call,
                                             &c->deadline, &c->md, &c->req, w->cq, w->cq, &c->t_new);
@@ -877,8 +873,9 @@ int64_t sr_cds_tick(struct sr_worker *w)
     int64_t keep;
 
     if (!cds) return INT64_MAX;
-    if (atomic_load_explicit(&w->rt->server_shutdown_done, memory_order_relaxed)) {
-        /* every poll has ended: what is still in flight answers nobody */
+    if (!cds->cancelled && atomic_load_explicit(&w->rt->server_shutdown_done, memory_order_relaxed)) {
+        /* every poll has ended: what is still in flight answers nobody (no fetch starts after) */
+        cds->cancelled = true;
         for (size_t i = 0; i <= cds->fetches.mask; i++)
             for (struct hnode *h = cds->fetches.b[i]; h; h = h->next) {
                 struct cds_fetch *f = (struct cds_fetch *)h;
